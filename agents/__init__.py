@@ -1,0 +1,1 @@
+"""Reference meta-RL agents, one module each; installed as ``metabench.agents``."""

@@ -1,0 +1,161 @@
+"""HalfCheetahVel: run at a target forward velocity, on Gymnasium's HalfCheetah-v5 model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mujoco
+import numpy as np
+from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
+from gymnasium.utils import EzPickle
+
+from metabench.env import MujocoMetaEnv, Schedule, TimeSchedule, check_action, draw_other_task
+from metabench.tasks import Param, Task, TaskFamily
+
+
+class TargetVelocity(TaskFamily):
+    """Target velocities: U(0, 3) in distribution, U(3, 4) out of distribution."""
+
+    params = {"velocity": Param(0.0, 4.0, doc="target forward velocity (m/s)")}
+    split_sizes = {"train": 100, "test": 30, "test-ood": 30}
+    split_seed = 2019
+
+    def sample(self, rng: np.random.Generator, n: int, split: str) -> list[dict[str, Any]]:
+        lo, hi = (0.0, 3.0) if split != "test-ood" else (3.0, 4.0)
+        return [{"velocity": float(v)} for v in rng.uniform(lo, hi, size=n)]
+
+
+class HalfCheetahVelEnv(MujocoMetaEnv, HalfCheetahEnv):
+    """Gymnasium's HalfCheetah-v5 whose reward asks for an unseen target forward velocity.
+
+    The task family of MAML (Finn et al., 2017) and PEARL (Rakelly et al., 2019). Model, observation,
+    action, reset noise and physics are exactly HalfCheetah-v5's (a test steps both side by side); only
+    the reward differs.
+
+    ## Observation
+    ``Box(-inf, inf, (17,), float64)``: qpos without the root x (8) and qvel (9), as HalfCheetah-v5.
+
+    ## Action
+    ``Box(-1, 1, (6,), float32)``: joint torques, as HalfCheetah-v5.
+
+    ## Reward
+    ``r = -|v - v*| - 0.05 * sum(a**2)``, where ``v = (x_after - x_before) / dt`` is the forward
+    velocity of the root over the step (``dt`` = 0.05 s: timestep 0.01, frame skip 5) and ``v*`` is the
+    task's target. ``info`` holds ``x_velocity``, ``reward_run`` (the first term) and ``reward_ctrl``.
+
+    ## Task parameters
+    ``velocity`` (m/s), valid in [0, 4].
+
+    ## Splits
+    ``train``: 100 and ``test``: 30 targets drawn from U(0, 3); ``test-ood``: 30 targets from U(3, 4),
+    faster than any training target. Split seed 2019.
+
+    ## Episode
+    200 steps (MAML's and PEARL's horizon); never terminates early. No success criterion.
+
+    ## Version history
+    * v0: initial version, on HalfCheetah-v5's model.
+    """
+
+    env_id = "metabench/HalfCheetahVel-v0"
+    family = TargetVelocity()
+    split_hashes = {
+        "train": "9c89f104c21e9dde421810b46cd5552505c7e947bbd634db4f28eabc089bd57e",
+        "test": "9602f70a9e49c07207811b386658a36b1d0b8a5aab6af09f186b6c4a55c02df5",
+        "test-ood": "c8281b0c0d0e47f28f3214df26b9b81576270dafb5f6fe1d7baba45f9718a6cb",
+    }
+    n_adapt, n_eval = 2, 1
+    ctrl_cost_weight = 0.05
+
+    def __init__(self, **kwargs: Any):
+        HalfCheetahEnv.__init__(self, **kwargs)
+        EzPickle.__init__(self, **kwargs)
+        self._target = 0.0
+
+    def _apply_task(self, task: Task) -> None:
+        self._target = task.params["velocity"]
+
+    def _advance(self, action: Any) -> tuple[np.ndarray, float, dict[str, Any]]:
+        """One step of HalfCheetah-v5's physics with this family's reward; no info about tasks."""
+        a = check_action(action, self.action_space)
+        data = self.data
+        x_before = data.qpos[0]
+        data.ctrl[:] = a
+        # Gymnasium also calls mj_rnePostConstraint, which fills cfrc_* only: the observation and the
+        # state do not use them, so skipping it keeps the same trajectory at a lower cost.
+        mujoco.mj_step(self.model, data, nstep=self.frame_skip)
+        v = (data.qpos[0] - x_before) / self.dt
+        run = -abs(v - self._target)
+        ctrl = -self.ctrl_cost_weight * float(a @ a)
+        obs = np.concatenate((data.qpos[1:], data.qvel))
+        if self.render_mode == "human":
+            self.render()
+        return obs, run + ctrl, {"x_velocity": v, "reward_run": run, "reward_ctrl": ctrl}
+
+    def step(self, action):
+        obs, reward, info = self._advance(action)
+        info.update(self._task_info())
+        return obs, reward, False, False, info
+
+
+class HalfCheetahVelNonStationaryEnv(HalfCheetahVelEnv):
+    """HalfCheetahVel whose target velocity changes inside the episode (CEMRL, Bing et al., 2022).
+
+    Everything is as in :class:`HalfCheetahVelEnv` (observation, action, reward with the target acting
+    at each step, splits drawn the same way) except:
+
+    ## Episode
+    800 steps (CEMRL's non-stationary configuration).
+
+    ## Non-stationarity
+    ``schedule="time"`` (default): after every ``change_steps`` steps (default 100, CEMRL's), with
+    probability ``change_prob`` (default 1.0, CEMRL's), the target becomes another task drawn with
+    ``self.np_random`` from the split of the episode's first task (a custom first task draws from
+    ``train``), never the current one. ``info["task_changed"]`` is true on the step after which the
+    new target acts, ``info["task_index"]`` is the acting task's index. ``env.unwrapped.task`` is the
+    acting task; the task passed to ``reset``/``set_task`` starts every episode.
+
+    ## Version history
+    * v0: initial version, ``"time"`` schedule.
+    """
+
+    env_id = "metabench/HalfCheetahVelNonStationary-v0"
+    split_hashes = {
+        "train": "5375b54680228c027583d8f95c31b08f1f851e7747147dc72fafe4e4a03f04f3",
+        "test": "cf2472853c08274736ce113149a07e8d86ce2f56fc3b3a17eb43542563e57097",
+        "test-ood": "3b33ba7d8d07edf1d6e95cdef88f235cbef10a439518966b2aa9e407be41cbd1",
+    }
+    n_adapt, n_eval = 1, 1
+
+    def __init__(
+        self, schedule: str = "time", change_steps: int = 100, change_prob: float = 1.0, **kwargs: Any
+    ):
+        super().__init__(**kwargs)
+        EzPickle.__init__(
+            self, schedule=schedule, change_steps=change_steps, change_prob=change_prob, **kwargs
+        )
+        self.schedule = self._make_schedule(schedule, change_steps, change_prob)
+        self._t = 0
+        self._episode_task: Task | None = None
+
+    @staticmethod
+    def _make_schedule(kind: str, change_steps: int, change_prob: float) -> Schedule:
+        if kind == "time":
+            return TimeSchedule(every=change_steps, prob=change_prob)
+        raise ValueError(f"unknown schedule {kind!r}; valid: 'time'")
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        obs, info = super().reset(seed=seed, options=options)
+        self._t = 0
+        self._episode_task = self._task
+        self.schedule.reset(self.np_random)
+        return obs, info
+
+    def step(self, action):
+        obs, reward, info = self._advance(action)
+        self._t += 1
+        changed = self.schedule.should_change(self._t, float(self.data.qpos[0]), self.np_random)
+        if changed:
+            self._switch(draw_other_task(self, self._episode_task, self._task))
+        info.update(self._task_info(changed))
+        return obs, reward, False, False, info
