@@ -30,7 +30,7 @@ test-slow: $(STAMP)
 	$(PY) -m pytest -m slow -q --durations=15
 
 bench: $(STAMP)
-	$(PY) -m pytest benchmarks -p no:xdist --benchmark-enable --benchmark-only --benchmark-columns=min,median,mean,ops,rounds -q -s
+	$(PY) -m pytest benchmarks -o python_files="bench_*.py" -p no:xdist --benchmark-enable --benchmark-only --benchmark-columns=min,median,mean,ops,rounds -q -s
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

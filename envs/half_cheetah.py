@@ -71,6 +71,7 @@ class HalfCheetahVelEnv(MujocoMetaEnv, HalfCheetahEnv):
         HalfCheetahEnv.__init__(self, **kwargs)
         EzPickle.__init__(self, **kwargs)
         self._target = 0.0
+        self._dt = self.dt  # timestep * frame_skip; tasks never change either
 
     def _apply_task(self, task: Task) -> None:
         self._target = task.params["velocity"]
@@ -84,7 +85,7 @@ class HalfCheetahVelEnv(MujocoMetaEnv, HalfCheetahEnv):
         # Gymnasium also calls mj_rnePostConstraint, which fills cfrc_* only: the observation and the
         # state do not use them, so skipping it keeps the same trajectory at a lower cost.
         mujoco.mj_step(self.model, data, nstep=self.frame_skip)
-        v = (data.qpos[0] - x_before) / self.dt
+        v = (data.qpos[0] - x_before) / self._dt
         run = -abs(v - self._target)
         ctrl = -self.ctrl_cost_weight * float(a @ a)
         obs = np.concatenate((data.qpos[1:], data.qvel))

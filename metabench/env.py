@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
@@ -38,6 +39,9 @@ class MetaEnv(gym.Env):
     #: Harness protocol defaults for this family: adaptation and evaluation episodes per task.
     n_adapt: ClassVar[int] = 10
     n_eval: ClassVar[int] = 3
+    #: Meta-training budget in env steps per tier; the same for every agent, so that the
+    #: leaderboard compares like with like. Families override with what their tier needs.
+    budgets: ClassVar[Mapping[str, int]] = {"smoke": 2_000, "ci": 100_000, "standard": 2_000_000}
 
     _fixed_task: Task | None = None
     _task: Task | None = None
@@ -106,11 +110,12 @@ class MetaEnv(gym.Env):
 
 
 def check_action(action: Any, space: gym.spaces.Box) -> np.ndarray:
-    """The action as an array of the space's shape; NaN/inf raise (MuJoCo would silently reset)."""
+    """The action as a float64 array of the space's shape; NaN/inf raise (MuJoCo would silently
+    reset its simulation instead). On the hot path of every step, so kept to a few numpy calls."""
     a = np.asarray(action, dtype=np.float64)
     if a.shape != space.shape:
         raise ValueError(f"action has shape {a.shape}, expected {space.shape}")
-    if not np.isfinite(a).all():
+    if not math.isfinite(a.sum()) and not np.isfinite(a).all():
         raise ValueError(f"action is not finite: {a}")
     return a
 
@@ -183,6 +188,46 @@ class TimeSchedule(Schedule):
 
     def should_change(self, step: int, position: float, np_random: np.random.Generator) -> bool:
         return step % self.every == 0 and bool(np_random.random() < self.prob)
+
+
+@dataclasses.dataclass
+class LocationSchedule(Schedule):
+    """Change the task when the torso passes a change point (CEMRL's ``"location"`` mode).
+
+    At each episode start the change points are ``+(basis + U(0,1) * interval)`` and
+    ``-(basis + U(0,1) * interval)``. When the torso's x passes the positive one, the task changes and
+    that point moves ``basis + U(0,1) * interval`` further out (the negative one likewise), so a
+    runner meets a new change point about every ``basis`` metres. :attr:`side` says which point was
+    passed last (``+1``/``-1``; ``0`` before any). CEMRL (Bing et al., 2022): basis 10, interval 1
+    for target velocities, 2 for directions.
+    """
+
+    basis: float = 10.0
+    interval: float = 1.0
+    positive: float = dataclasses.field(default=math.inf, init=False)
+    negative: float = dataclasses.field(default=-math.inf, init=False)
+    side: int = dataclasses.field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        if not (self.basis > 0 and self.interval >= 0 and math.isfinite(self.basis + self.interval)):
+            raise ValueError(f"LocationSchedule needs basis > 0 and interval >= 0, got {self}")
+
+    def _gap(self, np_random: np.random.Generator) -> float:
+        return self.basis + float(np_random.random()) * self.interval
+
+    def reset(self, np_random: np.random.Generator) -> None:
+        self.positive, self.negative, self.side = self._gap(np_random), -self._gap(np_random), 0
+
+    def should_change(self, step: int, position: float, np_random: np.random.Generator) -> bool:
+        if position > self.positive:
+            self.positive += self._gap(np_random)
+            self.side = 1
+            return True
+        if position < self.negative:
+            self.negative -= self._gap(np_random)
+            self.side = -1
+            return True
+        return False
 
 
 def draw_other_task(env: MetaEnv, episode_task: Task, current: Task) -> Task:

@@ -1,0 +1,234 @@
+"""The agent protocol: what every meta-RL agent exposes to the harness.
+
+An agent file (``agents/rl2.py``, ``~/my_agent.py``) defines a config dataclass, ``make_agent(config)``
+returning a :class:`MetaAgent`, and optionally ``TIERS``, a mapping of tier name to config overrides
+(e.g. smaller networks at the ``smoke`` tier). The harness builds the config as: dataclass defaults,
+then ``TIERS[tier]``, then a TOML file, then ``--config key=value`` pairs.
+
+One protocol serves every way of adapting: gradient steps (MAML), memory across episodes (RL²),
+posterior inference over a context (PEARL) and none (baselines).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib
+import importlib.util
+import sys
+import tomllib
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import gymnasium as gym
+import numpy as np
+
+from metabench.tasks import Task
+
+TIER_NAMES: tuple[str, ...] = ("smoke", "ci", "standard")
+
+
+class AgentError(RuntimeError):
+    """An agent file or config that cannot be used; the message says how to fix it."""
+
+
+class BudgetExceeded(RuntimeError):
+    """An agent stepped its meta-training envs past the tier's budget."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """What meta-training may spend: env steps (over all envs it makes) and optionally wall-clock."""
+
+    env_steps: int
+    wall_clock_s: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Transition:
+    """One step as an agent sees it at meta-test (``info`` is stripped of task information)."""
+
+    obs: Any
+    action: Any
+    reward: float
+    next_obs: Any
+    terminated: bool
+    truncated: bool
+    info: Mapping[str, Any]
+
+
+@runtime_checkable
+class Logger(Protocol):
+    """Where an agent reports its meta-training curve (the harness records it in the result)."""
+
+    def log(self, env_steps: int, **scalars: float) -> None: ...
+
+
+@runtime_checkable
+class MetaAgent(Protocol):
+    """The protocol of DESIGN.md. Set ``oracle = True`` on an agent that must see the task
+    (its envs are wrapped in :class:`metabench.wrappers.ExplicitContext`; tables mark it)."""
+
+    def meta_train(
+        self,
+        make_env: Callable[[], gym.Env],
+        tasks: Sequence[Task],
+        budget: Budget,
+        *,
+        seed: int,
+        log: Logger,
+    ) -> None: ...
+
+    def begin_trial(self) -> None: ...
+
+    def act(self, obs: Any, *, explore: bool) -> Any: ...
+
+    def observe(self, transition: Transition) -> None: ...
+
+    def end_episode(self) -> None: ...
+
+    def save(self, path: str | Path) -> None: ...
+
+    @classmethod
+    def load(cls, path: str | Path) -> MetaAgent: ...
+
+
+def is_oracle(agent: Any) -> bool:
+    return bool(getattr(agent, "oracle", False))
+
+
+# --------------------------------------------------------------------------------- agent loading
+def load_agent_module(spec: str) -> types.ModuleType:
+    """Import an agent from a file path (``agents/rl2.py``, ``~/a.py``) or a module name
+    (``metabench.agents.rl2``)."""
+    path = Path(spec).expanduser()
+    if spec.endswith(".py") or path.exists():
+        if not path.is_file():
+            raise AgentError(f"agent file {spec!r} does not exist")
+        name = f"metabench_agent_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]}"
+        module_spec = importlib.util.spec_from_file_location(name, path)
+        if module_spec is None or module_spec.loader is None:
+            raise AgentError(f"cannot import agent file {spec!r}")
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[name] = module  # dataclasses and pickling look the module up by name
+        try:
+            module_spec.loader.exec_module(module)
+        except Exception as exc:
+            del sys.modules[name]
+            raise AgentError(f"importing agent file {spec!r} failed: {type(exc).__name__}: {exc}") from exc
+    else:
+        try:
+            module = importlib.import_module(spec)
+        except ImportError as exc:
+            raise AgentError(f"agent {spec!r} is neither a file nor an importable module: {exc}") from exc
+    if not callable(getattr(module, "make_agent", None)):
+        raise AgentError(
+            f"agent {spec!r} has no make_agent(config) function; an agent file must define "
+            "make_agent(config) -> MetaAgent (see metabench/protocol.py)"
+        )
+    return module
+
+
+def agent_file(module: types.ModuleType) -> Path | None:
+    file = getattr(module, "__file__", None)
+    return Path(file) if file else None
+
+
+def config_class(module: types.ModuleType) -> type | None:
+    """The config dataclass ``make_agent`` takes: ``module.Config``, or its first parameter's type."""
+    cls = getattr(module, "Config", None)
+    if cls is None:
+        hints = typing.get_type_hints(module.make_agent)
+        params = [h for k, h in hints.items() if k != "return"]
+        cls = params[0] if params else None
+    return cls if cls is not None and dataclasses.is_dataclass(cls) else None
+
+
+def parse_overrides(pairs: Sequence[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise AgentError(f"--config expects key=value, got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise AgentError(f"cannot read config file {path}: {exc}") from exc
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    if not isinstance(value, str):
+        return value
+    origin = typing.get_origin(hint)
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if origin in (typing.Union, types.UnionType):
+        if value.lower() in ("none", "null"):
+            return None
+        hint = args[0] if args else str
+        origin = typing.get_origin(hint)
+    try:
+        if hint is bool:
+            if value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if value.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if hint in (int, float, str):
+            return hint(value)
+        if origin in (tuple, list):
+            item = typing.get_args(hint)[0] if typing.get_args(hint) else str
+            items = [_coerce(v, item, key) for v in value.strip("()[]").split(",") if v.strip()]
+            return tuple(items) if origin is tuple else items
+    except ValueError as exc:
+        raise AgentError(f"config value {key}={value!r} is not a valid {hint}") from exc
+    return value
+
+
+def build_config(
+    module: types.ModuleType,
+    tier: str,
+    toml: Mapping[str, Any] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Any:
+    """Config defaults, then ``TIERS[tier]``, then ``toml``, then ``overrides`` (strings coerced)."""
+    cls = config_class(module)
+    values: dict[str, Any] = {}
+    values.update(getattr(module, "TIERS", {}).get(tier, {}))
+    values.update(toml or {})
+    values.update(overrides or {})
+    if cls is None:
+        if values:
+            raise AgentError("this agent has no config dataclass, so it takes no --config values")
+        return None
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise AgentError(f"unknown config key(s) {unknown} for {cls.__name__}; valid: {sorted(fields)}")
+    hints = typing.get_type_hints(cls)
+    return cls(**{k: _coerce(v, hints.get(k, str), k) for k, v in values.items()})
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    if config is None:
+        return {}
+    return {k: _jsonable(v) for k, v in dataclasses.asdict(config).items()}
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, (tuple, list)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
