@@ -56,6 +56,7 @@ def test_set_task_cost(benchmark) -> None:
     for _ in range(20):
         mujoco.MjModel.from_xml_path(env.fullpath)
     reparse = (time.perf_counter() - t0) / 20
-    mean = benchmark.stats.stats.mean
-    report(benchmark, set_task_us=mean * 1e6, xml_reparse_us=reparse * 1e6)
-    assert mean < 50e-6, f"set_task takes {mean * 1e6:.1f} µs (target < 50 µs)"
+    # The median: on a shared machine the mean is dominated by other processes' time slices.
+    median = benchmark.stats.stats.median
+    report(benchmark, set_task_median_us=median * 1e6, xml_reparse_us=reparse * 1e6)
+    assert median < 50e-6, f"set_task takes {median * 1e6:.1f} µs (target < 50 µs)"

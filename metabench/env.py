@@ -144,7 +144,8 @@ class ModelParams:
     """Scales fields of a compiled ``MjModel`` in place relative to values kept at construction.
 
     ``mj_setConst`` refreshes derived quantities (``body_subtreemass``, …): without it a model
-    edited in place drifts from one compiled with the same values.
+    edited in place drifts from one compiled with the same values. The simulation state (qpos, qvel)
+    is kept, so a switch in the middle of an episode changes the dynamics, not the pose.
     """
 
     def __init__(self, model: Any, data: Any, fields: Iterable[str]):
@@ -157,7 +158,12 @@ class ModelParams:
 
         for name, factor in values.items():
             getattr(self.model, name)[:] = self.nominal[name] * factor
+        # mj_setConst uses data as scratch and leaves qpos at qpos0: keep the state, so that a task
+        # set in the middle of an episode (non-stationary families) does not move the robot.
+        qpos = self.data.qpos.copy()
         mujoco.mj_setConst(self.model, self.data)
+        self.data.qpos[:] = qpos
+        mujoco.mj_forward(self.model, self.data)
 
     def restore(self) -> None:
         self.set(**{name: 1.0 for name in self.nominal})
