@@ -14,6 +14,8 @@ from typing import Any
 
 import gymnasium as gym
 
+from metabench.envs.metaworld_names import DEFAULT_REWARD_VERSION, ML1_NAMES, ml1_class_name, ml1_id
+
 
 @dataclasses.dataclass(frozen=True)
 class EnvEntry:
@@ -31,6 +33,49 @@ ENVS: tuple[EnvEntry, ...] = (
         "metabench/HalfCheetahVelNonStationary-v0",
         "metabench.envs.half_cheetah:HalfCheetahVelNonStationaryEnv",
         800,
+    ),
+    EnvEntry("metabench/StrikerDynamics-v0", "metabench.envs.striker:StrikerDynamicsEnv", 200),
+    EnvEntry("metabench/WheeledNav-v0", "metabench.envs.wheeled_nav:WheeledNavEnv", 200),
+    EnvEntry("metabench/HalfCheetahDir-v0", "metabench.envs.half_cheetah:HalfCheetahDirEnv", 200),
+    EnvEntry(
+        "metabench/HalfCheetahDirNonStationary-v0",
+        "metabench.envs.half_cheetah:HalfCheetahDirNonStationaryEnv",
+        800,
+    ),
+    EnvEntry("metabench/AntDir-v0", "metabench.envs.ant:AntDirEnv", 200),
+    EnvEntry("metabench/AntGoal-v0", "metabench.envs.ant:AntGoalEnv", 200),
+    EnvEntry("metabench/AntDirNonStationary-v0", "metabench.envs.ant:AntDirNonStationaryEnv", 800),
+    EnvEntry(
+        "metabench/HalfCheetahRandParams-v0", "metabench.envs.rand_params:HalfCheetahRandParamsEnv", 200
+    ),
+    EnvEntry("metabench/HopperRandParams-v0", "metabench.envs.rand_params:HopperRandParamsEnv", 200),
+    EnvEntry("metabench/Walker2dRandParams-v0", "metabench.envs.rand_params:Walker2dRandParamsEnv", 200),
+    EnvEntry("metabench/Bandit-v0", "metabench.envs.bandit:BanditEnv", 1),
+    EnvEntry("metabench/TabularMDP-v0", "metabench.envs.tabular_mdp:TabularMDPEnv", 10),
+    EnvEntry(
+        "metabench/CartpoleSwingupParams-v0", "metabench.envs.dm_cartpole:CartpoleSwingupParamsEnv", 1000
+    ),
+    # Meta-World (envs/metaworld.py): one ML1 id per Sawyer task class, then ML10 and ML45.
+    *(
+        EnvEntry(
+            ml1_id(name),
+            f"metabench.envs.metaworld:{ml1_class_name(name)}",
+            500,
+            MappingProxyType({"reward_function_version": DEFAULT_REWARD_VERSION}),
+        )
+        for name in ML1_NAMES
+    ),
+    EnvEntry(
+        "metabench/ML10-v0",
+        "metabench.envs.metaworld:ML10Env",
+        500,
+        MappingProxyType({"reward_function_version": DEFAULT_REWARD_VERSION}),
+    ),
+    EnvEntry(
+        "metabench/ML45-v0",
+        "metabench.envs.metaworld:ML45Env",
+        500,
+        MappingProxyType({"reward_function_version": DEFAULT_REWARD_VERSION}),
     ),
 )
 
