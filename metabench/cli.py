@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -46,10 +48,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         env = gym.make(entry.id)
         env.action_space.seed(args.seed)
         for task in tasks(entry.id, "test")[: args.tasks]:
-            obs, info = env.reset(seed=args.seed, options={"task": task})
+            env.reset(seed=args.seed, options={"task": task})
             ret, done, n = 0.0, False, 0
             while not done:
-                obs, r, term, trunc, info = env.step(env.action_space.sample())
+                _, r, term, trunc, _ = env.step(env.action_space.sample())
                 ret, n, done = ret + float(r), n + 1, term or trunc
             rows.append(
                 {"id": entry.id, "task": task.index, "params": task.params, "return": ret, "steps": n}
@@ -57,13 +59,127 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         env.close()
     df = pd.DataFrame(rows)
     df["params"] = df["params"].map(lambda p: {k: np.round(v, 3).tolist() for k, v in p.items()})
-    print("Random-policy returns on test tasks (seed %d):\n" % args.seed)
+    print(f"Random-policy returns on test tasks (seed {args.seed}):\n")
     print(df.to_markdown(index=False, floatfmt=".2f"))
     return 0
 
 
+def _shown_path(path: str | Path) -> str:
+    """``path`` relative to the working directory where it lies below it, else absolute."""
+    p = Path(path).resolve()
+    try:
+        return str(p.relative_to(Path.cwd()))
+    except ValueError:
+        return str(p)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    """Evaluate an agent file on env ids and seeds at a tier; one record per (env id, seed)."""
+    from metabench.harness import (
+        UsageError,
+        check_tier,
+        existing_ok,
+        parse_seeds,
+        prepare_units,
+        run_units,
+        stale_note,
+    )
+    from metabench.protocol import load_toml, parse_overrides
+
+    seeds = parse_seeds(args.seeds)
+    check_tier(args.tier)
+    if args.workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {args.workers}")
+    parallel = args.workers > 1 or bool(args.ray_address)
+    units = prepare_units(
+        args.agent,
+        args.env,
+        args.tier,
+        seeds,
+        args.out or f"results/{args.tier}",
+        config_toml=load_toml(args.config_file) if args.config_file else None,
+        config_overrides=parse_overrides(args.config),
+        tensorboard=args.tensorboard,
+        progress=not args.quiet and not parallel,
+    )
+    todo = []
+    for unit in units:
+        if not args.force and existing_ok(unit.path):
+            note = stale_note(unit)
+            print(f"skip {unit.describe()}: {_shown_path(unit.path)} exists{note} (--force reruns it)")
+        else:
+            todo.append(unit)
+
+    def report(result: Any) -> None:
+        if result.status == "ok":
+            print(f"wrote {_shown_path(result.path)}", flush=True)
+        else:
+            print(
+                f"metabench: error: {result.unit.describe()} failed: {result.message} "
+                f"(error record: {_shown_path(result.path)})",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    if parallel and todo:
+        from metabench.parallel import run_units_ray
+
+        results = run_units_ray(
+            todo, workers=args.workers, address=args.ray_address, quiet=args.quiet, on_result=report
+        )
+    else:
+        results = run_units(todo, on_result=report)
+    failed = sum(r.status != "ok" for r in results)
+    if not args.quiet or failed:
+        print(
+            f"{len(results) - failed} record(s) written, {len(units) - len(todo)} skipped, {failed} failed",
+            file=sys.stderr if failed else sys.stdout,
+        )
+    return 1 if failed else 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    """Print one record's summary, or a one-line-per-record table of a records directory."""
+    from metabench.records import load_record, load_records, summary_table, summary_text
+
+    path = Path(args.record)
+    if path.is_dir():
+        print(summary_table([(_shown_path(p), r) for p, r in load_records(path)]))
+    else:
+        print(summary_text(load_record(path), _shown_path(path)))
+    return 0
+
+
+def _cmd_leaderboard(args: argparse.Namespace) -> int:
+    from metabench.harness import UsageError
+
+    try:
+        from metabench.leaderboard import main as leaderboard_main
+    except ModuleNotFoundError as exc:
+        if exc.name != "metabench.leaderboard":
+            raise
+        raise UsageError("metabench.leaderboard is not available in this installation") from exc
+    return int(leaderboard_main(args.records_dir, args.out, args.check) or 0)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (and a pointer to --help) instead of usage plus error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    from metabench.harness import UsageError
+    from metabench.protocol import AgentError
+    from metabench.records import RecordError
+    from metabench.tasks import TaskError
+
+    return (AgentError, TaskError, UsageError, RecordError)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="metabench", description=__doc__)
+    parser = _Parser(prog="metabench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("list", help="ids, splits, split sizes and split hashes")
@@ -74,12 +190,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tasks", type=int, default=3, help="test tasks per family")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser(
+        "evaluate",
+        help="meta-train and meta-test an agent file; one JSON record per (env id, seed)",
+        description="Meta-train AGENT on each env id's train split within the tier's budget, meta-test it "
+        "on every test split and a fixed sample of train tasks, and write one record per (env id, seed) "
+        "to OUT/<env id>/<agent>/seed<N>.json. A unit whose ok record exists is skipped unless --force.",
+    )
+    p.add_argument("agent", help="agent file (agents/rl2.py, ~/my_agent.py) or module name")
+    p.add_argument("--env", action="append", required=True, metavar="ID", help="env id; repeat for several")
+    p.add_argument("--tier", required=True, help="smoke, ci or standard (sets the meta-training budget)")
+    p.add_argument("--seeds", default="0", help="seeds: a range 0-4, a list 0,2,5, or one seed (default 0)")
+    p.add_argument("--workers", type=int, default=1, help="run N units at once on a local Ray instance")
+    p.add_argument("--ray-address", default=None, metavar="ADDR", help="run the units on this Ray cluster")
+    p.add_argument("--out", default=None, metavar="DIR", help="records directory (default results/<tier>)")
+    p.add_argument("--force", action="store_true", help="rerun units whose ok record exists")
+    p.add_argument(
+        "--config", action="append", default=[], metavar="KEY=VALUE", help="agent config value; repeatable"
+    )
+    p.add_argument("--config-file", default=None, metavar="TOML", help="agent config values from TOML")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or summary (for CI)")
+    p.add_argument("--tensorboard", default=None, metavar="DIR", help="write meta-training curves here")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("show", help="summarise a record (or every record under a directory)")
+    p.add_argument("record", help="a record JSON file, or a records directory")
+    p.set_defaults(func=_cmd_show)
+
+    p = sub.add_parser("leaderboard", help="tables and plots from a records directory")
+    p.add_argument("records_dir", help="records directory (e.g. results/ci)")
+    p.add_argument("-o", "--out", required=True, metavar="OUT_DIR", help="where tables and plots go")
+    p.add_argument("--check", action="store_true", help="fail if the files in OUT_DIR would change")
+    p.set_defaults(func=_cmd_leaderboard)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run a command; bad input ends in a one-line error on stderr and exit status 2."""
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except _user_errors() as exc:
+        print(f"metabench: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,0 +1,861 @@
+"""The harness: the one evaluation loop every agent goes through.
+
+A *unit* is one run: (agent file, env id, tier, seed). :func:`run` evaluates a unit and returns its
+record (see :mod:`metabench.records`); :func:`run_unit` also writes it; :func:`run_units` runs many in
+this process (``metabench evaluate --workers 1``; :mod:`metabench.parallel` runs them on Ray).
+
+What a run does, in order:
+
+1. **Meta-training.** ``agent.meta_train(make_env, tasks, budget, seed=seed, log=log)`` with the train
+   split's tasks. ``make_env()`` returns ``gym.make(env_id)`` (wrapped in
+   :class:`~metabench.wrappers.ExplicitContext` for oracles) inside a step counter shared by every env
+   the agent makes. The budget is the family's (``env_class(env_id).budgets[tier]``), the same for every
+   agent. Stepping past it, or past the wall-clock budget where one is set, raises
+   :class:`~metabench.protocol.BudgetExceeded` and fails the run; so does swallowing that exception and
+   carrying on. These envs only take train tasks, refuse to be pickled (step them in the agent's own
+   process: ``DummyVecEnv``, not ``SubprocVecEnv``), and refuse to step once ``meta_train`` returned.
+2. **Meta-testing.** For every split other than ``train`` (``test``, and ``test-ood`` where the family
+   has one), every task; then a fixed sample of :data:`TRAIN_SAMPLE` train tasks (drawn once with
+   ``np.random.default_rng(TRAIN_SAMPLE_SEED)``, the same for every agent and seed), recorded as split
+   ``"train-sample"``. Per task: ``begin_trial()``, ``n_adapt`` episodes with ``act(obs, explore=True)``,
+   then ``n_eval`` with ``explore=False``; ``observe(transition)`` after every step and
+   ``end_episode()`` after every episode. ``n_adapt``, ``n_eval`` and ``success_rule`` are the env
+   class's. Each episode is reset with a seed derived from (run seed, split, task index, episode)
+   by :func:`episode_seed`, so every agent meets the same initial states.
+3. **Recording.** Per episode: return, length and success (``info["success"]`` at the last step for
+   ``success_rule="final"``, at any step for ``"any"``; null where the env never reports it).
+
+Task information is hidden from agents that are not oracles (``metabench.protocol.is_oracle``): keys of
+``info`` starting with ``task_`` are removed from what they see (``Transition.info`` at meta-test, the
+infos of their meta-training envs), and their envs are never wrapped in ``ExplicitContext``. Oracles see
+every info key and get ``ExplicitContext`` observations in meta-training and meta-testing alike.
+
+Every action the agent returns at meta-test is checked: one that is not finite or lies outside the
+action space (beyond a float32 rounding tolerance of 1e-6 relative) fails the run with an
+:class:`InvalidAction` naming the agent, the action and the space.
+
+Seeding: the agent seeds itself from ``meta_train(seed=...)``. The harness seeds nothing global, with
+one documented exception: when torch is loaded in the run's process it calls ``torch.manual_seed(seed)``
+before ``make_agent``, so that networks an agent builds in ``make_agent`` (before it sees the seed) are
+the same in every process, in-process or on a Ray worker.
+
+A run that raises is turned into an error record (status ``"error"``, the exception's type, message and
+traceback, and whatever was measured before); :func:`run_unit` writes it like any other record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import importlib.metadata
+import importlib.util
+import math
+import platform
+import re
+import socket
+import subprocess
+import sys
+import time
+import traceback
+import zlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+import metabench
+from metabench.protocol import (
+    TIER_NAMES,
+    AgentError,
+    Budget,
+    BudgetExceeded,
+    Transition,
+    build_config,
+    config_to_dict,
+    is_oracle,
+    load_agent_module,
+)
+from metabench.records import SCHEMA, RecordError, load_record, record_path, write_record_atomic
+from metabench.tasks import Task, TaskError, env_class, split_hash, split_names, tasks
+
+#: How many train tasks are meta-tested (split ``"train-sample"``), to show the generalisation gap.
+TRAIN_SAMPLE = 10
+#: Seed of the generator that draws the train sample; fixed, so every run tests the same tasks.
+TRAIN_SAMPLE_SEED = 20_190_101
+#: Packages whose versions go into a record's provenance (those installed).
+PROVENANCE_PACKAGES = (
+    "gymnasium",
+    "mujoco",
+    "dm-control",
+    "numpy",
+    "scipy",
+    "torch",
+    "stable-baselines3",
+    "sb3-contrib",
+    "metaworld",
+    "ray",
+)
+
+
+class RunError(RuntimeError):
+    """An agent broke the protocol during a run (its message says how)."""
+
+
+class InvalidAction(RunError):
+    """An agent returned an action that is not finite or lies outside the action space."""
+
+
+class UsageError(ValueError):
+    """Bad command-line input (a seed range, a tier, ...); the message names the valid choices."""
+
+
+# ------------------------------------------------------------------------------------------- units
+@dataclasses.dataclass(frozen=True)
+class Unit:
+    """One run: an agent on an env id at a tier with a seed, and where its record goes.
+
+    ``agent_spec`` is the agent as the user gave it (recorded); ``agent_path`` is what is imported
+    (an absolute file path, or a module name), so that Ray workers find it whatever their cwd.
+    """
+
+    agent_spec: str
+    env_id: str
+    tier: str
+    seed: int
+    out_dir: str
+    agent_path: str = ""
+    config_toml: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    config_overrides: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    wall_clock_s: float | None = None
+    tensorboard: str | None = None
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.agent_path:
+            object.__setattr__(self, "agent_path", resolve_agent_path(self.agent_spec))
+        object.__setattr__(self, "out_dir", str(Path(self.out_dir).expanduser().resolve()))
+
+    @property
+    def agent(self) -> str:
+        return agent_name(self.agent_spec)
+
+    @property
+    def path(self) -> Path:
+        return record_path(self.out_dir, self.env_id, self.agent, self.seed)
+
+    def describe(self) -> str:
+        return f"{self.agent} on {self.env_id} seed {self.seed}"
+
+
+@dataclasses.dataclass
+class UnitResult:
+    """What became of a unit: ``status`` is ``"ok"``, ``"error"`` or ``"skipped"``."""
+
+    unit: Unit
+    path: str
+    status: str
+    message: str = ""
+    record: dict[str, Any] | None = None
+
+
+def agent_name(spec: str) -> str:
+    """The agent's name in records and tables: the file stem (``agents/rl2.py`` -> ``rl2``), or the
+    last part of a module name."""
+    if _is_file_spec(spec):
+        return Path(spec).stem
+    return spec.rsplit(".", 1)[-1]
+
+
+def _is_file_spec(spec: str) -> bool:
+    return spec.endswith(".py") or Path(spec).expanduser().exists()
+
+
+def resolve_agent_path(spec: str) -> str:
+    return str(Path(spec).expanduser().resolve()) if _is_file_spec(spec) else spec
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0-4"`` -> [0, 1, 2, 3, 4]; ``"0,2,5"``; ``"3"``; ``"0-2,7"``. Sorted, without repeats."""
+    seeds: set[int] = set()
+    for part in str(text).split(","):
+        m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if not m:
+            raise UsageError(
+                f"cannot parse seeds {text!r}: use a range like 0-4, a list like 0,2,5, or one seed like 3"
+            )
+        lo = int(m.group(1))
+        hi = int(m.group(2)) if m.group(2) is not None else lo
+        if hi < lo:
+            raise UsageError(f"seed range {part.strip()!r} in {text!r} runs backwards; write {hi}-{lo}")
+        seeds.update(range(lo, hi + 1))
+    return sorted(seeds)
+
+
+def check_tier(tier: str) -> str:
+    if tier not in TIER_NAMES:
+        raise UsageError(f"unknown tier {tier!r}; valid tiers: {', '.join(TIER_NAMES)}")
+    return tier
+
+
+def tier_budget(env_id: str, tier: str) -> int:
+    """The family's meta-training budget (env steps) at ``tier``."""
+    budgets = env_class(env_id).budgets
+    if tier not in budgets:
+        raise UsageError(f"{env_id} defines no budget for tier {tier!r}; it has {', '.join(budgets)}")
+    return int(budgets[tier])
+
+
+def existing_ok(path: str | Path) -> bool:
+    """True when ``path`` holds a valid record with status ``"ok"`` (a rerun skips its unit)."""
+    if not Path(path).is_file():
+        return False
+    try:
+        return load_record(path)["status"] == "ok"
+    except RecordError:
+        return False
+
+
+def stale_note(unit: Unit) -> str:
+    """For a unit about to be skipped: a note if its ok record was made from another agent file or
+    config than the one asked for now ("" if they match)."""
+    record = load_record(unit.path)
+    notes = []
+    if record["provenance"]["agent_sha256"] != file_sha256(unit.agent_path):
+        notes.append("another version of the agent file")
+    module = load_agent_module(unit.agent_path)
+    config = _jsonable(
+        config_to_dict(build_config(module, unit.tier, unit.config_toml, unit.config_overrides))
+    )
+    if record["run"]["config"] != config:
+        notes.append("another config")
+    return f" (but it was made with {' and '.join(notes)})" if notes else ""
+
+
+# ---------------------------------------------------------------------------------- meta-training
+class StepCounter:
+    """Counts the env steps of every meta-training env of a run and enforces the budget."""
+
+    def __init__(self, budget: Budget, tier: str, on_step: Callable[[], Any] | None = None):
+        self.budget, self.tier, self.on_step = budget, tier, on_step
+        self.steps = 0
+        self.closed = False
+        self.exceeded: str | None = None
+        self._t0 = time.monotonic()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self._t0
+
+    def _exceed(self, message: str) -> BudgetExceeded:
+        self.exceeded = message
+        return BudgetExceeded(message)
+
+    def check_wall_clock(self) -> None:
+        limit = self.budget.wall_clock_s
+        if limit is not None and self.elapsed() > limit:
+            raise self._exceed(
+                f"meta-training ran {self.elapsed():.1f} s, past the {self.tier} tier's wall-clock budget "
+                f"of {limit:g} s (after {self.steps} env steps)"
+            )
+
+    def tick(self) -> None:
+        if self.closed:
+            raise RunError(
+                "a meta-training env was stepped after meta_train returned; meta-testing uses only the "
+                "harness's envs"
+            )
+        if self.steps >= self.budget.env_steps:
+            raise self._exceed(
+                f"meta-training stepped past the {self.tier} tier's budget: env step {self.steps + 1} of a "
+                f"budget of {self.budget.env_steps} (counted over every env make_env made)"
+            )
+        self.check_wall_clock()
+        self.steps += 1
+        if self.on_step is not None:
+            self.on_step()
+
+    def close(self) -> None:
+        """End meta-training: re-raise an overrun the agent swallowed, check the wall clock."""
+        self.closed = True
+        if self.exceeded is not None:
+            raise BudgetExceeded(self.exceeded + " (the agent caught the error and went on)")
+        self.check_wall_clock()
+
+
+def visible_info(info: Mapping[str, Any], oracle: bool) -> dict[str, Any]:
+    """What an agent may see of ``info``: everything for oracles, no ``task_*`` keys otherwise."""
+    if oracle:
+        return dict(info)
+    return {k: v for k, v in info.items() if not k.startswith("task_")}
+
+
+class BudgetedEnv(gym.Wrapper):
+    """A meta-training env: counts steps on the shared :class:`StepCounter`, takes train tasks only,
+    and hides ``info["task_*"]`` from agents that are not oracles."""
+
+    def __init__(self, env: gym.Env, counter: StepCounter, oracle: bool):
+        super().__init__(env)
+        self._counter, self._oracle = counter, oracle
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        task = (options or {}).get("task")
+        if task is not None and getattr(task, "split", None) != "train":
+            raise RunError(
+                f"meta-training may only use train tasks; reset got a task of split "
+                f"{getattr(task, 'split', type(task).__name__)!r}"
+            )
+        obs, info = self.env.reset(seed=seed, options=options)
+        return obs, visible_info(info, self._oracle)
+
+    def step(self, action: Any):
+        self._counter.tick()
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return obs, reward, terminated, truncated, visible_info(info, self._oracle)
+
+
+class EnvFactory:
+    """The ``make_env`` handed to ``meta_train``: a fresh budgeted env per call."""
+
+    def __init__(self, env_id: str, oracle: bool, counter: StepCounter):
+        self.env_id, self.oracle, self.counter = env_id, oracle, counter
+
+    def __call__(self) -> gym.Env:
+        env = gym.make(self.env_id)
+        if self.oracle:
+            from metabench.wrappers import ExplicitContext
+
+            env = ExplicitContext(env)
+        return BudgetedEnv(env, self.counter, self.oracle)
+
+    def __reduce__(self) -> Any:
+        raise RunError(
+            "make_env cannot be pickled: meta-training envs must be stepped in the agent's own process "
+            "(e.g. stable_baselines3 DummyVecEnv, not SubprocVecEnv) so that the budget is counted"
+        )
+
+
+class CurveLogger:
+    """The ``log`` handed to ``meta_train``: collects the meta-training curve, columnar.
+
+    ``log.log(env_steps, **scalars)`` (the :class:`~metabench.protocol.Logger` protocol; calling
+    ``log(env_steps, **scalars)`` does the same) appends one row; a scalar missing from a row is null,
+    a non-finite one becomes null. With a TensorBoard writer, every scalar also goes to ``meta_train/<name>``.
+    """
+
+    def __init__(self, writer: Any = None):
+        self.writer = writer
+        self.env_steps: list[int] = []
+        self.columns: dict[str, list[float | None]] = {}
+
+    def log(self, env_steps: int, **scalars: float) -> None:
+        n = len(self.env_steps)
+        if "env_steps" in scalars:
+            raise TypeError("log(env_steps, **scalars): 'env_steps' cannot also be a scalar name")
+        self.env_steps.append(int(env_steps))
+        for name, value in scalars.items():
+            try:
+                v = float(value)
+            except (TypeError, ValueError) as exc:
+                raise TypeError(f"log() takes numbers; {name}={value!r} is not one") from exc
+            self.columns.setdefault(name, [None] * n).append(v if math.isfinite(v) else None)
+            if self.writer is not None and math.isfinite(v):
+                self.writer.add_scalar(f"meta_train/{name}", v, int(env_steps))
+        for column in self.columns.values():
+            if len(column) == n:
+                column.append(None)
+
+    #: ``log(env_steps, ...)`` works as well as ``log.log(env_steps, ...)``.
+    __call__ = log
+
+    def to_dict(self) -> dict[str, list[Any]]:
+        return {"env_steps": list(self.env_steps), **{k: list(v) for k, v in self.columns.items()}}
+
+
+# ------------------------------------------------------------------------------------ meta-testing
+def train_sample(env_id: str, n: int = TRAIN_SAMPLE) -> tuple[Task, ...]:
+    """The fixed sample of train tasks that is meta-tested (all of them if the split is smaller)."""
+    train = tasks(env_id, "train")
+    if len(train) <= n:
+        return train
+    idx = np.sort(np.random.default_rng(TRAIN_SAMPLE_SEED).choice(len(train), size=n, replace=False))
+    return tuple(train[int(i)] for i in idx)
+
+
+def meta_test_groups(env_id: str) -> list[tuple[str, tuple[Task, ...]]]:
+    """(split label, tasks) in the order they are meta-tested."""
+    groups = [(s, tasks(env_id, s)) for s in split_names(env_id) if s != "train"]
+    return [*groups, ("train-sample", train_sample(env_id))]
+
+
+def episode_seed(run_seed: int, split: str, task_index: int, episode: int) -> int:
+    """The reset seed of a meta-test episode: a pure function of (run seed, split, task, episode)."""
+    key = [int(run_seed), zlib.crc32(split.encode()), int(task_index), int(episode)]
+    return int(np.random.SeedSequence(key).generate_state(1, np.uint32)[0])
+
+
+class ActionCheck:
+    """Checks the actions an agent returns for one action space (bounds prepared once).
+
+    ``check(action)`` returns the action to step with (for a ``Box``: a float array of the space's
+    dtype, clipped to the bounds) or raises :class:`InvalidAction` if it is not finite or lies outside
+    the space by more than a float32 rounding tolerance (1e-6, relative to bounds above 1).
+    """
+
+    def __init__(self, space: gym.Space, agent: str):
+        self.space, self.agent = space, agent
+        if isinstance(space, spaces.Box):
+            self.low = space.low.astype(np.float64)
+            self.high = space.high.astype(np.float64)
+            tol = 1e-6 * np.maximum(1.0, np.maximum(np.abs(self.low), np.abs(self.high)))
+            self.low_tol, self.high_tol = self.low - tol, self.high + tol  # inf bounds stay inf
+
+    def __call__(self, action: Any) -> Any:
+        space, agent = self.space, self.agent
+        if not isinstance(space, spaces.Box):
+            if not space.contains(action):
+                raise InvalidAction(
+                    f"agent {agent!r} returned the action {action!r:.120}, outside the action space {space}"
+                )
+            return action
+        try:
+            a = np.array(action, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise InvalidAction(
+                f"agent {agent!r} returned {action!r:.120}, not a numeric action for {space}"
+            ) from exc
+        if a.shape != space.shape:
+            raise InvalidAction(
+                f"agent {agent!r} returned an action of shape {a.shape}; the space is {space}"
+            )
+        if not np.isfinite(a).all():
+            raise InvalidAction(
+                f"agent {agent!r} returned a non-finite action {a.tolist()}; the space is {space}"
+            )
+        if not ((a >= self.low_tol).all() and (a <= self.high_tol).all()):
+            raise InvalidAction(
+                f"agent {agent!r} returned the action {np.round(a, 6).tolist()}, "
+                f"outside the action space {space}"
+            )
+        np.maximum(a, self.low, out=a)
+        np.minimum(a, self.high, out=a)
+        return a.astype(space.dtype, copy=False)
+
+
+def validate_action(action: Any, space: gym.Space, agent: str) -> Any:
+    """``ActionCheck(space, agent)(action)``: the action to step with, or :class:`InvalidAction`."""
+    return ActionCheck(space, agent)(action)
+
+
+# -------------------------------------------------------------------------------------- provenance
+def _git(args: Sequence[str], cwd: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout
+
+
+def git_state() -> tuple[str | None, bool | None]:
+    """(commit, dirty) of the checkout metabench is imported from; (None, None) outside a git checkout.
+    Dirty means tracked files differ from the commit (untracked files, such as results, do not count)."""
+    root = Path(metabench.__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return None, None
+    commit = _git(["rev-parse", "HEAD"], root)
+    status = _git(["status", "--porcelain", "--untracked-files=no"], root)
+    return (commit.strip() if commit else None), (None if status is None else bool(status.strip()))
+
+
+def package_versions() -> dict[str, str]:
+    out = {}
+    for name in PROVENANCE_PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def file_sha256(spec: str) -> str:
+    """sha256 of the agent's source file ("" if it cannot be found)."""
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        try:
+            found = importlib.util.find_spec(spec)
+        except (ImportError, ValueError):
+            found = None
+        if found is None or not found.origin or not Path(found.origin).is_file():
+            return ""
+        path = Path(found.origin)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------- the run
+class _Columns:
+    """The episodes table of a record, filled as meta-testing goes."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, list[Any]] = {
+            k: [] for k in ("split", "task_index", "episode", "phase", "return", "success", "length")
+        }
+
+    def add(self, **row: Any) -> None:
+        for k, v in row.items():
+            self.data[k].append(v)
+
+
+class _RunState:
+    """What a run knows so far; :meth:`record` turns it into a record, complete or not."""
+
+    def __init__(self, unit: Unit):
+        self.unit = unit
+        self.started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        self.t0 = time.monotonic()
+        self.oracle = False
+        self.config: dict[str, Any] = {}
+        self.split_hashes: dict[str, str] = {}
+        self.env_kwargs: dict[str, Any] = {}
+        self.budget = Budget(0, unit.wall_clock_s)
+        self.protocol = {"n_adapt": 0, "n_eval": 0, "success_rule": "final", "train_sample": TRAIN_SAMPLE}
+        self.counter: StepCounter | None = None
+        self.logger = CurveLogger()
+        self.episodes = _Columns()
+
+    def record(self, error: dict[str, str] | None) -> dict[str, Any]:
+        u = self.unit
+        commit, dirty = git_state()
+        return {
+            "schema": SCHEMA,
+            "status": "ok" if error is None else "error",
+            "run": {
+                "agent": u.agent,
+                "agent_spec": u.agent_spec,
+                "env_id": u.env_id,
+                "tier": u.tier,
+                "seed": int(u.seed),
+                "oracle": self.oracle,
+                "config": self.config,
+            },
+            "provenance": {
+                "metabench_version": metabench.__version__,
+                "git_commit": commit,
+                "git_dirty": dirty,
+                "packages": package_versions(),
+                "python": platform.python_version(),
+                "host": socket.gethostname(),
+                "agent_sha256": file_sha256(u.agent_path),
+                "split_hashes": self.split_hashes,
+                "env_kwargs": self.env_kwargs,
+                "budget": {"env_steps": int(self.budget.env_steps), "wall_clock_s": self.budget.wall_clock_s},
+                "env_steps_used": 0 if self.counter is None else int(self.counter.steps),
+                "wall_time_s": round(time.monotonic() - self.t0, 3),
+                "started": self.started,
+            },
+            "protocol": dict(self.protocol),
+            "meta_train_curve": self.logger.to_dict(),
+            "episodes": {k: list(v) for k, v in self.episodes.data.items()},
+            "error": error,
+        }
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return repr(value)
+
+
+def _tqdm(enabled: bool, **kwargs: Any) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(disable=not enabled, leave=False, dynamic_ncols=True, file=sys.stderr, **kwargs)
+
+
+def _seed_torch(seed: int) -> None:
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.manual_seed(int(seed))
+
+
+def run(unit: Unit) -> dict[str, Any]:
+    """Evaluate one unit and return its record; a failure gives an error record, never an exception
+    (except ``KeyboardInterrupt``/``SystemExit``, which leave no record)."""
+    state = _RunState(unit)
+    error = None
+    closers: list[Any] = []
+    try:
+        _run(unit, state, closers)
+    except Exception as exc:
+        error = {"type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc()}
+    finally:
+        for c in reversed(closers):
+            try:
+                c.close()
+            except Exception:  # closing a progress bar or writer must not hide the run's result
+                pass
+    return state.record(error)
+
+
+def _run(unit: Unit, state: _RunState, closers: list[Any]) -> None:
+    check_tier(unit.tier)
+    module = load_agent_module(unit.agent_path)
+    config = build_config(module, unit.tier, unit.config_toml, unit.config_overrides)
+    state.config = _jsonable(config_to_dict(config))
+    cls = env_class(unit.env_id)
+    state.budget = Budget(tier_budget(unit.env_id, unit.tier), unit.wall_clock_s)
+    state.protocol.update(
+        n_adapt=int(cls.n_adapt), n_eval=int(cls.n_eval), success_rule=str(cls.success_rule)
+    )
+    state.split_hashes = {s: split_hash(unit.env_id, s) for s in split_names(unit.env_id)}
+    state.env_kwargs = _jsonable(dict(gym.spec(unit.env_id).kwargs))
+    name = unit.agent
+
+    writer = None
+    if unit.tensorboard:
+        from torch.utils.tensorboard import SummaryWriter
+
+        log_dir = Path(unit.tensorboard) / unit.env_id.replace("/", "__") / name / f"seed{unit.seed}"
+        writer = SummaryWriter(log_dir=str(log_dir))
+        closers.append(writer)
+    state.logger = CurveLogger(writer)
+
+    _seed_torch(unit.seed)
+    agent = module.make_agent(config)
+    state.oracle = is_oracle(agent)
+
+    # 1. meta-training
+    label = f"{name} {unit.env_id} seed{unit.seed}"
+    bar = _tqdm(unit.progress, total=state.budget.env_steps, desc=f"{label} meta-train", unit="step")
+    closers.append(bar)
+    counter = StepCounter(state.budget, unit.tier, on_step=bar.update)
+    state.counter = counter
+    agent.meta_train(
+        EnvFactory(unit.env_id, state.oracle, counter),
+        tasks(unit.env_id, "train"),
+        state.budget,
+        seed=int(unit.seed),
+        log=state.logger,
+    )
+    counter.close()
+    bar.close()
+
+    # 2. meta-testing
+    n_adapt, n_eval = state.protocol["n_adapt"], state.protocol["n_eval"]
+    groups = meta_test_groups(unit.env_id)
+    state.protocol["train_sample"] = len(groups[-1][1])
+    bar = _tqdm(
+        unit.progress,
+        total=sum(len(t) for _, t in groups) * (n_adapt + n_eval),
+        desc=f"{label} meta-test",
+        unit="ep",
+    )
+    closers.append(bar)
+    env = gym.make(unit.env_id)
+    if state.oracle:
+        from metabench.wrappers import ExplicitContext
+
+        env = ExplicitContext(env)
+    closers.append(env)
+    for split, task_list in groups:
+        for task in task_list:
+            _trial(agent, env, task, split, unit.seed, n_adapt, n_eval, state, name)
+            bar.update(n_adapt + n_eval)
+    if writer is not None:
+        _write_test_scalars(writer, state.episodes.data)
+
+
+def _trial(
+    agent: Any,
+    env: gym.Env,
+    task: Task,
+    split: str,
+    seed: int,
+    n_adapt: int,
+    n_eval: int,
+    state: _RunState,
+    name: str,
+) -> None:
+    """One task: begin_trial, n_adapt exploring episodes, n_eval evaluation episodes."""
+    oracle, rule, check = state.oracle, state.protocol["success_rule"], ActionCheck(env.action_space, name)
+    agent.begin_trial()
+    for episode in range(n_adapt + n_eval):
+        explore = episode < n_adapt
+        obs, info = env.reset(seed=episode_seed(seed, split, task.index, episode), options={"task": task})
+        ret, length, success, done = 0.0, 0, None, False
+        while not done:
+            action = check(agent.act(obs, explore=explore))
+            next_obs, reward, terminated, truncated, info = env.step(action)
+            reward = float(reward)
+            if not math.isfinite(reward):
+                raise RunError(
+                    f"{state.unit.env_id} returned a non-finite reward {reward} on task {task.index}"
+                )
+            ret, length, done = ret + reward, length + 1, bool(terminated or truncated)
+            if "success" in info:
+                hit = bool(info["success"])
+                success = hit if rule == "final" or success is None else (success or hit)
+            agent.observe(
+                Transition(
+                    obs,
+                    action,
+                    reward,
+                    next_obs,
+                    bool(terminated),
+                    bool(truncated),
+                    visible_info(info, oracle),
+                )
+            )
+            obs = next_obs
+        agent.end_episode()
+        state.episodes.add(
+            split=split,
+            task_index=int(task.index),
+            episode=episode,
+            phase="adapt" if explore else "eval",
+            length=length,
+            success=success,
+            **{"return": ret},
+        )
+
+
+def _write_test_scalars(writer: Any, episodes: Mapping[str, list[Any]]) -> None:
+    """Mean meta-test return per episode index and split, as ``meta_test/<split>/return``."""
+    sums: dict[tuple[str, int], list[float]] = {}
+    for split, ep, r in zip(episodes["split"], episodes["episode"], episodes["return"], strict=True):
+        sums.setdefault((split, ep), []).append(r)
+    for (split, ep), values in sorted(sums.items()):
+        writer.add_scalar(f"meta_test/{split}/return", float(np.mean(values)), ep)
+
+
+# --------------------------------------------------------------------------------------- running
+def one_line(text: str, limit: int = 400) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def error_record(unit: Unit, exc: BaseException, tb: str) -> dict[str, Any]:
+    """An error record for ``unit`` that failed with ``exc`` outside :func:`run` (nothing measured)."""
+    state = _RunState(unit)
+    return state.record({"type": type(exc).__name__, "message": str(exc), "traceback": tb})
+
+
+def run_unit(unit: Unit, *, return_record: bool = False) -> UnitResult:
+    """Run a unit and write its record (an error record if it failed). Never raises for a failed run."""
+    record = run(unit)
+    path = unit.path
+    try:
+        write_record_atomic(path, record)
+    except (RecordError, ValueError, TypeError) as exc:  # a record that cannot be written as it is
+        record = error_record(unit, exc, traceback.format_exc())
+        write_record_atomic(path, record)
+    return result_of(unit, record, return_record=return_record)
+
+
+def result_of(unit: Unit, record: dict[str, Any], *, return_record: bool = False) -> UnitResult:
+    path = str(unit.path)
+    keep = record if return_record else None
+    if record["status"] == "ok":
+        return UnitResult(unit, path, "ok", record=keep)
+    err = record["error"]
+    return UnitResult(unit, path, "error", one_line(f"{err['type']}: {err['message']}"), keep)
+
+
+def run_units(
+    units: Iterable[Unit], *, on_result: Callable[[UnitResult], None] | None = None
+) -> list[UnitResult]:
+    """Run units one after the other in this process (``--workers 1``; Ray is not imported)."""
+    results = []
+    for unit in units:
+        result = run_unit(unit)
+        if on_result is not None:
+            on_result(result)
+        results.append(result)
+    return results
+
+
+def prepare_units(
+    agent_spec: str,
+    env_ids: Sequence[str],
+    tier: str,
+    seeds: Sequence[int],
+    out_dir: str | Path,
+    *,
+    config_toml: Mapping[str, Any] | None = None,
+    config_overrides: Mapping[str, str] | None = None,
+    wall_clock_s: float | None = None,
+    tensorboard: str | None = None,
+    progress: bool = False,
+) -> list[Unit]:
+    """Check everything that can be checked before running (agent file and ``make_agent``, config keys,
+    tier, env ids and their budgets) and return the units, one per (env id, seed).
+
+    Raises :class:`~metabench.protocol.AgentError`, :class:`~metabench.tasks.TaskError` or
+    :class:`UsageError` with a message naming the problem and the valid choices.
+    """
+    check_tier(tier)
+    if not seeds:
+        raise UsageError("no seeds given")
+    if not env_ids:
+        raise UsageError("no env id given: pass --env ID (see `metabench list`)")
+    path = resolve_agent_path(agent_spec)
+    module = load_agent_module(agent_spec)  # as given, so that errors name what the user typed
+    build_config(module, tier, config_toml, config_overrides)
+    for env_id in env_ids:
+        env_class(env_id)
+        tier_budget(env_id, tier)
+    return [
+        Unit(
+            agent_spec=agent_spec,
+            env_id=env_id,
+            tier=tier,
+            seed=int(seed),
+            out_dir=str(out_dir),
+            agent_path=path,
+            config_toml=dict(config_toml or {}),
+            config_overrides=dict(config_overrides or {}),
+            wall_clock_s=wall_clock_s,
+            tensorboard=None if tensorboard is None else str(Path(tensorboard).expanduser().resolve()),
+            progress=progress,
+        )
+        for env_id in dict.fromkeys(env_ids)
+        for seed in seeds
+    ]
+
+
+__all__ = [
+    "TRAIN_SAMPLE",
+    "TRAIN_SAMPLE_SEED",
+    "ActionCheck",
+    "AgentError",
+    "BudgetExceeded",
+    "BudgetedEnv",
+    "CurveLogger",
+    "EnvFactory",
+    "InvalidAction",
+    "RunError",
+    "StepCounter",
+    "TaskError",
+    "Unit",
+    "UnitResult",
+    "UsageError",
+    "agent_name",
+    "episode_seed",
+    "existing_ok",
+    "meta_test_groups",
+    "parse_seeds",
+    "prepare_units",
+    "run",
+    "run_unit",
+    "run_units",
+    "stale_note",
+    "train_sample",
+    "validate_action",
+]
