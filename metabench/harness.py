@@ -17,7 +17,8 @@ What a run does, in order:
 2. **Meta-testing.** For every split other than ``train`` (``test``, and ``test-ood`` where the family
    has one), every task; then a fixed sample of :data:`TRAIN_SAMPLE` train tasks (drawn once with
    ``np.random.default_rng(TRAIN_SAMPLE_SEED)``, the same for every agent and seed), recorded as split
-   ``"train-sample"``. Per task: ``begin_trial()``, ``n_adapt`` episodes with ``act(obs, explore=True)``,
+   ``"train-sample"``. The ``smoke`` tier, a wiring check, meta-tests only the first
+   :data:`SMOKE_TASKS_PER_SPLIT` tasks of each. Per task: ``begin_trial()``, ``n_adapt`` episodes with ``act(obs, explore=True)``,
    then ``n_eval`` with ``explore=False``; ``observe(transition)`` after every step and
    ``end_episode()`` after every episode. ``n_adapt``, ``n_eval`` and ``success_rule`` are the env
    class's. Each episode is reset with a seed derived from (run seed, split, task index, episode)
@@ -86,6 +87,8 @@ from metabench.tasks import Task, TaskError, env_class, split_hash, split_names,
 TRAIN_SAMPLE = 10
 #: Seed of the generator that draws the train sample; fixed, so every run tests the same tasks.
 TRAIN_SAMPLE_SEED = 20_190_101
+#: Tasks per split meta-tested at the smoke tier (see :func:`meta_test_groups`).
+SMOKE_TASKS_PER_SPLIT = 5
 #: Packages whose versions go into a record's provenance (those installed).
 PROVENANCE_PACKAGES = (
     "gymnasium",
@@ -384,10 +387,18 @@ def train_sample(env_id: str, n: int = TRAIN_SAMPLE) -> tuple[Task, ...]:
     return tuple(train[int(i)] for i in idx)
 
 
-def meta_test_groups(env_id: str) -> list[tuple[str, tuple[Task, ...]]]:
-    """(split label, tasks) in the order they are meta-tested."""
+def meta_test_groups(env_id: str, tier: str = "ci") -> list[tuple[str, tuple[Task, ...]]]:
+    """(split label, tasks) in the order they are meta-tested.
+
+    At the ``smoke`` tier, a wiring check rather than a score, only the first
+    :data:`SMOKE_TASKS_PER_SPLIT` tasks of each split are meta-tested (ML45's test split alone is
+    250 tasks of 500-step episodes); every other tier meta-tests every task.
+    """
     groups = [(s, tasks(env_id, s)) for s in split_names(env_id) if s != "train"]
-    return [*groups, ("train-sample", train_sample(env_id))]
+    groups = [*groups, ("train-sample", train_sample(env_id))]
+    if tier == "smoke":
+        groups = [(s, t[:SMOKE_TASKS_PER_SPLIT]) for s, t in groups]
+    return groups
 
 
 def episode_seed(run_seed: int, split: str, task_index: int, episode: int) -> int:
@@ -649,7 +660,7 @@ def _run(unit: Unit, state: _RunState, closers: list[Any]) -> None:
 
     # 2. meta-testing
     n_adapt, n_eval = state.protocol["n_adapt"], state.protocol["n_eval"]
-    groups = meta_test_groups(unit.env_id)
+    groups = meta_test_groups(unit.env_id, unit.tier)
     state.protocol["train_sample"] = len(groups[-1][1])
     bar = _tqdm(
         unit.progress,

@@ -140,7 +140,8 @@ def test_record_of_a_run(tmp_path: Path) -> None:
     assert rec["status"] == "ok", rec["error"]
     cls = env_class(POINT)
     n_adapt, n_eval = cls.n_adapt, cls.n_eval
-    groups = [("test", 20), ("test-ood", 20), ("train-sample", 10)]
+    k = harness.SMOKE_TASKS_PER_SPLIT  # the smoke tier meta-tests the first k tasks of each split
+    groups = [("test", k), ("test-ood", k), ("train-sample", k)]
     eps = rec["episodes"]
     per_task = n_adapt + n_eval
     assert len(eps["return"]) == sum(n for _, n in groups) * per_task
@@ -150,12 +151,12 @@ def test_record_of_a_run(tmp_path: Path) -> None:
     assert set(eps["length"]) == {20}
     assert set(map(type, eps["success"])) == {bool}
     train_idx = [i for s, i in zip(eps["split"], eps["task_index"], strict=True) if s == "train-sample"]
-    assert train_idx[::per_task] == [t.index for t in train_sample(POINT)]
+    assert train_idx[::per_task] == [t.index for t in train_sample(POINT)[:k]]
     assert rec["protocol"] == {
         "n_adapt": n_adapt,
         "n_eval": n_eval,
         "success_rule": "final",
-        "train_sample": 10,
+        "train_sample": k,
     }
     prov = rec["provenance"]
     assert prov["budget"] == {"env_steps": cls.budgets["smoke"], "wall_clock_s": None}
@@ -214,7 +215,7 @@ def test_task_information_hidden_from_non_oracles(tmp_path: Path) -> None:
     assert seen["n_train_tasks"] == 80 and seen["train_task_splits"] == ["train"]
     # protocol: one trial per task, 10 exploring then 3 evaluation episodes, end_episode after each
     n_eps = len(rec["episodes"]["return"])
-    assert seen["calls"]["begin_trial"] == 50
+    assert seen["calls"]["begin_trial"] == 3 * harness.SMOKE_TASKS_PER_SPLIT  # smoke: k tasks per split
     assert seen["calls"]["end_episode"] == n_eps == 650
     assert seen["calls"]["observe"] == seen["calls"]["act"] == 650 * 20
     flags = [f for f in seen["trials"][0] if f is not None]
