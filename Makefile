@@ -10,7 +10,20 @@ export PYOPENGL_PLATFORM ?= osmesa
 # Two cores here: keep torch from oversubscribing them under pytest-xdist.
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: install demo test test-slow bench lint leaderboard clean
+.PHONY: install demo test test-slow bench lint leaderboard leaderboard-check clean
+
+# The CI leaderboard (leaderboards/ci): every reference agent x every cheap family x seeds 0-4 at the
+# ci tier. Add new reference agents and cheap families to these two lists (the only place they are kept).
+# `make leaderboard` runs only the units without an ok record (LEADERBOARD_FLAGS=--force reruns all).
+LEADERBOARD_AGENTS ?= agents/random_agent.py agents/no_context.py agents/explicit_context.py
+LEADERBOARD_ENVS ?= metabench/PointNav-v0
+LEADERBOARD_SEEDS ?= 0-4
+LEADERBOARD_DIR ?= leaderboards/ci
+LEADERBOARD_FLAGS ?=
+# The seed that `make leaderboard-check` reruns for each agent, and where (empty: a temporary folder).
+LEADERBOARD_CHECK_SEED ?= 0
+LEADERBOARD_RERUN_DIR ?=
+DEMO_DIR ?= results/demo
 
 install: $(STAMP)
 
@@ -20,8 +33,14 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,metaworld,ray]'
 	touch $(STAMP)
 
+# The three baselines on PointNav at the smoke tier (about a minute), then their leaderboard.
 demo: $(STAMP)
-	$(VENV)/bin/metabench demo
+	for agent in agents/random_agent.py agents/no_context.py agents/explicit_context.py; do \
+	  $(VENV)/bin/metabench evaluate $$agent --env metabench/PointNav-v0 --tier smoke --seeds 0-1 \
+	    --out $(DEMO_DIR)/records --force || exit 1; \
+	done
+	$(VENV)/bin/metabench leaderboard $(DEMO_DIR)/records -o $(DEMO_DIR)
+	cat $(DEMO_DIR)/README.md
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 --durations=15 -q
@@ -35,6 +54,24 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+leaderboard: $(STAMP)
+	status=0; for agent in $(LEADERBOARD_AGENTS); do \
+	  $(VENV)/bin/metabench evaluate $$agent $(addprefix --env ,$(LEADERBOARD_ENVS)) --tier ci \
+	    --seeds $(LEADERBOARD_SEEDS) --out $(LEADERBOARD_DIR)/records --quiet $(LEADERBOARD_FLAGS) || status=1; \
+	done; \
+	$(VENV)/bin/metabench leaderboard $(LEADERBOARD_DIR)/records -o $(LEADERBOARD_DIR) && exit $$status
+
+# CI: the committed tables are exactly what the committed records give, and a fresh run of one seed of
+# each agent scores inside the committed runs' single-run 95% band (metabench/leaderboard.py: verify).
+leaderboard-check: $(STAMP)
+	$(VENV)/bin/metabench leaderboard $(LEADERBOARD_DIR)/records -o $(LEADERBOARD_DIR) --check
+	tmp="$(LEADERBOARD_RERUN_DIR)"; if [ -z "$$tmp" ]; then tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; fi; \
+	for agent in $(LEADERBOARD_AGENTS); do \
+	  $(VENV)/bin/metabench evaluate $$agent $(addprefix --env ,$(LEADERBOARD_ENVS)) --tier ci \
+	    --seeds $(LEADERBOARD_CHECK_SEED) --out "$$tmp" --quiet --force; \
+	done; \
+	$(PY) -m metabench.leaderboard verify $(LEADERBOARD_DIR)/records "$$tmp"
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .benchmarks

@@ -1,0 +1,128 @@
+"""Random baseline: samples uniformly from the action space and never learns nor adapts.
+
+It is the lower reference of every family's normalised score (``metabench.references``): a score
+of 0 means "no better than acting at random". Meta-training spends no env steps; it only reads the
+action space from one env. Actions come from the space's own seeded generator (seeded with the run's
+seed), whose state is saved with the agent, so a loaded agent draws the same actions as the one saved.
+
+Run it with ``metabench evaluate agents/random_agent.py --env metabench/PointNav-v0 --tier ci``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from metabench.protocol import Budget, Logger, Transition
+from metabench.tasks import Task
+
+
+@dataclasses.dataclass
+class Config:
+    """The random agent has nothing to tune; the dataclass exists so every agent looks the same."""
+
+
+# ------------------------------------------------------------------------- action-space as JSON
+def space_to_dict(space: spaces.Space) -> dict[str, Any]:
+    """A JSON form of the action spaces metabench families use (Box, Discrete, MultiDiscrete)."""
+    if isinstance(space, spaces.Box):
+        return {
+            "type": "Box",
+            "low": space.low.tolist(),
+            "high": space.high.tolist(),
+            "shape": list(space.shape),
+            "dtype": str(space.dtype),
+        }
+    if isinstance(space, spaces.Discrete):
+        return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
+    if isinstance(space, spaces.MultiDiscrete):
+        return {"type": "MultiDiscrete", "nvec": space.nvec.tolist()}
+    raise TypeError(f"random_agent supports Box, Discrete and MultiDiscrete action spaces, got {space}")
+
+
+def space_from_dict(data: dict[str, Any]) -> spaces.Space:
+    kind = data["type"]
+    if kind == "Box":
+        dtype = np.dtype(data["dtype"])
+        low = np.asarray(data["low"], dtype=dtype).reshape(data["shape"])
+        high = np.asarray(data["high"], dtype=dtype).reshape(data["shape"])
+        return spaces.Box(low, high, dtype=dtype)
+    if kind == "Discrete":
+        return spaces.Discrete(data["n"], start=data["start"])
+    if kind == "MultiDiscrete":
+        return spaces.MultiDiscrete(data["nvec"])
+    raise ValueError(f"unknown action space type {kind!r} in saved random agent; valid: Box, Discrete")
+
+
+# ------------------------------------------------------------------------------------- the agent
+class RandomAgent:
+    """Uniform random actions (``explore`` is ignored); nothing task-specific to forget."""
+
+    oracle = False
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.action_space: spaces.Space | None = None
+
+    def meta_train(
+        self,
+        make_env: Callable[[], gym.Env],
+        tasks: Sequence[Task],
+        budget: Budget,
+        *,
+        seed: int,
+        log: Logger,
+    ) -> None:
+        env = make_env()
+        try:
+            self.action_space = env.action_space
+        finally:
+            env.close()
+        self.action_space.seed(seed)
+
+    def begin_trial(self) -> None:
+        pass
+
+    def act(self, obs: Any, *, explore: bool) -> Any:
+        if self.action_space is None:
+            raise RuntimeError("RandomAgent.act called before meta_train or load")
+        return self.action_space.sample()
+
+    def observe(self, transition: Transition) -> None:
+        pass
+
+    def end_episode(self) -> None:
+        pass
+
+    def save(self, path: str | Path) -> None:
+        """Write ``path/agent.json``: the action space and its generator's state."""
+        if self.action_space is None:
+            raise RuntimeError("RandomAgent.save called before meta_train")
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        state = {
+            "config": dataclasses.asdict(self.config),
+            "action_space": space_to_dict(self.action_space),
+            "rng_state": self.action_space.np_random.bit_generator.state,
+        }
+        (path / "agent.json").write_text(json.dumps(state, indent=1))
+
+    @classmethod
+    def load(cls, path: str | Path) -> RandomAgent:
+        state = json.loads((Path(path) / "agent.json").read_text())
+        agent = cls(Config(**state["config"]))
+        agent.action_space = space_from_dict(state["action_space"])
+        agent.action_space.seed(0)  # creates the generator; its state is then overwritten
+        agent.action_space.np_random.bit_generator.state = state["rng_state"]
+        return agent
+
+
+def make_agent(config: Config) -> RandomAgent:
+    return RandomAgent(config)

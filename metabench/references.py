@@ -1,0 +1,114 @@
+"""Reference scores that normalise each family's returns: random and oracle, per tier.
+
+A family's normalised score is ``(return - random) / (oracle - random)``: 0 is the random agent
+(``agents/random_agent.py``), 1 the explicit-context oracle (``agents/explicit_context.py``, which sees
+the task), both meta-trained with the tier's budget. The score of a task is computed from its final
+return (the mean return of the evaluation episodes) and the same two numbers serve every split, so the
+``test-ood`` and ``train-sample`` scores show generalisation gaps on the test split's scale.
+
+Every number below was MEASURED with the harness, not chosen: the mean over seeds 0-4 and over the
+tasks of the ``test`` split of the final return, as printed by ``python -m metabench.references
+RECORDS_DIR`` after::
+
+    metabench evaluate agents/random_agent.py     --env ID --tier TIER --seeds 0-4 --out DIR
+    metabench evaluate agents/explicit_context.py --env ID --tier TIER --seeds 0-4 --out DIR
+
+Change them only by measuring again (and say when, as below). A family and tier without an entry has
+no normalised score: its table shows returns only and the overall table leaves it out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import MappingProxyType
+
+import numpy as np
+
+#: The agents (file stems) whose returns define 0 and 1.
+RANDOM_AGENT = "random_agent"
+ORACLE_AGENT = "explicit_context"
+
+
+@dataclasses.dataclass(frozen=True)
+class Reference:
+    """Mean final return on the test split of the random agent and of the oracle, at one tier."""
+
+    random: float
+    oracle: float
+    measured: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.oracle > self.random:
+            raise ValueError(f"a reference needs oracle > random, got {self}")
+
+    def normalise(self, value: float | np.ndarray) -> float | np.ndarray:
+        return (value - self.random) / (self.oracle - self.random)
+
+
+REFERENCES: Mapping[str, Mapping[str, Reference]] = MappingProxyType(
+    {
+        "metabench/PointNav-v0": MappingProxyType(
+            {
+                # 2026-11-21, seeds 0-4, budget 2 000 env steps: the oracle barely learns at this tier,
+                # so smoke scores are noisy; the tier is for tests and `make demo`, not for ranking.
+                "smoke": Reference(
+                    random=-20.5440,
+                    oracle=-19.1242,
+                    measured="2026-11-21: metabench evaluate agents/{random_agent,explicit_context}.py "
+                    "--env metabench/PointNav-v0 --tier smoke --seeds 0-4",
+                ),
+                # 2026-11-21, seeds 0-4, budget 20 000 env steps: the records in leaderboards/ci/records.
+                "ci": Reference(
+                    random=-20.5440,
+                    oracle=-4.6065,
+                    measured="2026-11-21: metabench evaluate agents/{random_agent,explicit_context}.py "
+                    "--env metabench/PointNav-v0 --tier ci --seeds 0-4 --out leaderboards/ci/records",
+                ),
+            }
+        ),
+    }
+)
+
+
+def get_reference(env_id: str, tier: str) -> Reference | None:
+    """The reference of ``env_id`` at ``tier``, or ``None`` where none was measured."""
+    return REFERENCES.get(env_id, {}).get(tier)
+
+
+def measure(records_dir: str | Path) -> dict[tuple[str, str], dict[str, float]]:
+    """From a records directory, the mean test-split final return of the random and oracle agents per
+    (env id, tier): the numbers to write into :data:`REFERENCES`."""
+    from metabench.records import load_records
+
+    sums: dict[tuple[str, str], dict[str, list[float]]] = {}
+    for _, record in load_records(records_dir):
+        run = record["run"]
+        if record["status"] != "ok" or run["agent"] not in (RANDOM_AGENT, ORACLE_AGENT):
+            continue
+        eps = record["episodes"]
+        finals: dict[int, list[float]] = {}
+        for split, task, phase, ret in zip(
+            eps["split"], eps["task_index"], eps["phase"], eps["return"], strict=True
+        ):
+            if split == "test" and phase == "eval":
+                finals.setdefault(task, []).append(ret)
+        per_task = [float(np.mean(v)) for v in finals.values()]
+        sums.setdefault((run["env_id"], run["tier"]), {}).setdefault(run["agent"], []).extend(per_task)
+    return {key: {agent: float(np.mean(v)) for agent, v in d.items()} for key, d in sorted(sums.items())}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 1:
+        print("usage: python -m metabench.references RECORDS_DIR", file=sys.stderr)
+        return 2
+    for (env_id, tier), values in measure(args[0]).items():
+        print(f"{env_id} {tier}: " + ", ".join(f"{a}={v:.4f}" for a, v in sorted(values.items())))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
