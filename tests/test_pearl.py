@@ -1,0 +1,276 @@
+"""PEARL (agents/pearl.py): posterior maths, the meta-test protocol, budget, save/load, learnability."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from metabench.agents import pearl
+
+import metabench
+from metabench.harness import EnvFactory, StepCounter
+from metabench.protocol import Budget, Transition, build_config
+from metabench.tasks import env_class
+
+ENV_ID = "metabench/PointNav-v0"
+
+
+class RecordingLogger:
+    def __init__(self) -> None:
+        self.rows: list[tuple[int, dict[str, float]]] = []
+
+    def log(self, env_steps: int, **scalars: float) -> None:
+        self.rows.append((env_steps, scalars))
+
+
+def harness_env_factory(budget: int) -> tuple[EnvFactory, StepCounter]:
+    """The harness's own ``make_env``: budgeted, train tasks only, task info hidden."""
+    counter = StepCounter(Budget(budget), "test")
+    return EnvFactory(ENV_ID, False, counter), counter
+
+
+def smoke_config(**overrides) -> pearl.Config:
+    config = build_config(pearl, "smoke")
+    return dataclasses.replace(config, **overrides)
+
+
+def train_smoke(
+    seed: int = 0, budget: int = 2_000, **overrides
+) -> tuple[pearl.PEARLAgent, StepCounter, RecordingLogger]:
+    agent = pearl.make_agent(smoke_config(**overrides))
+    (factory, counter), log = harness_env_factory(budget), RecordingLogger()
+    agent.meta_train(factory, metabench.tasks(ENV_ID, "train"), Budget(budget), seed=seed, log=log)
+    counter.close()  # raises if the agent stepped past the budget and swallowed the error
+    return agent, counter, log
+
+
+@pytest.fixture(scope="module")
+def smoke_agent() -> pearl.PEARLAgent:
+    return train_smoke()[0]
+
+
+def run_trial(
+    agent, task, n_adapt: int = 2, n_eval: int = 1, seed: int = 0
+) -> tuple[list[float], list[np.ndarray]]:
+    """The harness's trial loop: returns per-episode returns and every action taken."""
+    env = gym.make(ENV_ID)
+    returns, actions = [], []
+    agent.begin_trial()
+    for episode in range(n_adapt + n_eval):
+        obs, _ = env.reset(seed=seed + episode, options={"task": task})
+        done, ret = False, 0.0
+        while not done:
+            action = agent.act(obs, explore=episode < n_adapt)
+            actions.append(np.array(action))
+            next_obs, reward, terminated, truncated, _ = env.step(action)
+            agent.observe(Transition(obs, action, float(reward), next_obs, terminated, truncated, {}))
+            ret += float(reward)
+            obs, done = next_obs, terminated or truncated
+        agent.end_episode()
+        returns.append(ret)
+    return returns, actions
+
+
+# ---------------------------------------------------------------------------------- the maths
+def test_product_of_gaussians_matches_closed_form() -> None:
+    rng = np.random.default_rng(0)
+    mu = rng.normal(size=(3, 7, 4))
+    var = rng.uniform(0.1, 2.0, size=(3, 7, 4))
+    got_mu, got_var = pearl.product_of_gaussians(torch.tensor(mu), torch.tensor(var))
+    # two factors: the textbook formula
+    m1, m2, v1, v2 = mu[:, 0], mu[:, 1], var[:, 0], var[:, 1]
+    two_mu, two_var = pearl.product_of_gaussians(torch.tensor(mu[:, :2]), torch.tensor(var[:, :2]))
+    np.testing.assert_allclose(two_var.numpy(), v1 * v2 / (v1 + v2), rtol=1e-12)
+    np.testing.assert_allclose(two_mu.numpy(), (m1 * v2 + m2 * v1) / (v1 + v2), rtol=1e-12)
+    # N factors: precision-weighted, and checked against the normalised product of densities on a grid
+    np.testing.assert_allclose(got_var.numpy(), 1.0 / (1.0 / var).sum(1), rtol=1e-12)
+    x = np.linspace(-6, 6, 200_001)
+    logp = sum(-0.5 * (x - mu[0, n, 0]) ** 2 / var[0, n, 0] for n in range(7))
+    p = np.exp(logp - logp.max())
+    p /= p.sum()
+    grid_mean = (x * p).sum()
+    grid_var = ((x - grid_mean) ** 2 * p).sum()
+    assert grid_mean == pytest.approx(float(got_mu[0, 0]), abs=1e-6)
+    assert grid_var == pytest.approx(float(got_var[0, 0]), rel=1e-4)
+
+
+def test_encoder_is_permutation_invariant_and_kl_matches_torch() -> None:
+    gen = torch.Generator().manual_seed(0)
+    enc = pearl.ContextEncoder(5, (16, 16), 3, ib=True, generator=gen)
+    ctx = torch.randn(2, 9, 5, generator=gen)
+    mu, var = enc(ctx)
+    mu_p, var_p = enc(ctx[:, torch.randperm(9, generator=gen)])
+    torch.testing.assert_close(mu, mu_p)
+    torch.testing.assert_close(var, var_p)
+    ref = torch.distributions.kl_divergence(
+        torch.distributions.Normal(mu, var.sqrt()), torch.distributions.Normal(0.0, 1.0)
+    ).sum()
+    torch.testing.assert_close(pearl.gaussian_kl_to_standard(mu, var), ref)
+
+
+# ------------------------------------------------------------------------------ meta-training
+def test_smoke_meta_train_stays_within_budget_and_logs() -> None:
+    for budget in (2_000, 700):  # the second is smaller than the initial collection over 80 tasks
+        agent, counter, log = train_smoke(budget=budget)
+        assert 0 < counter.steps <= budget
+        assert agent.stats["env_steps"] == counter.steps
+        assert log.rows and all(0 < steps <= budget for steps, _ in log.rows)
+
+
+def test_meta_train_is_reproducible_under_its_seed() -> None:
+    task = metabench.tasks(ENV_ID, "test")[0]
+    a = run_trial(train_smoke(seed=3, budget=600)[0], task)[1]
+    b = run_trial(train_smoke(seed=3, budget=600)[0], task)[1]
+    c = run_trial(train_smoke(seed=4, budget=600)[0], task)[1]
+    np.testing.assert_array_equal(np.array(a), np.array(b))
+    assert not np.array_equal(np.array(a), np.array(c))
+
+
+def test_discrete_action_space_is_refused() -> None:
+    class DiscreteEnv(gym.Env):
+        observation_space = gym.spaces.Box(-1, 1, (2,))
+        action_space = gym.spaces.Discrete(3)
+
+    agent = pearl.make_agent(smoke_config())
+    with pytest.raises(TypeError, match="Box action space"):
+        agent.meta_train(
+            DiscreteEnv, metabench.tasks(ENV_ID, "train"), Budget(100), seed=0, log=RecordingLogger()
+        )
+
+
+def test_bad_config_values_are_named() -> None:
+    with pytest.raises(ValueError, match="eval_z"):
+        pearl.make_agent(smoke_config(eval_z="median"))
+    with pytest.raises(ValueError, match="meta_batch"):
+        pearl.make_agent(smoke_config(meta_batch=0))
+
+
+# ----------------------------------------------------------------------------------- meta-test
+def test_end_episode_updates_the_posterior(smoke_agent) -> None:
+    tasks = metabench.tasks(ENV_ID, "test")
+    posteriors = []
+    for task in tasks[:2]:
+        smoke_agent.begin_trial()
+        torch.testing.assert_close(smoke_agent.z_mu, torch.zeros(1, 5))
+        torch.testing.assert_close(smoke_agent.z_var, torch.ones(1, 5))
+        env = gym.make(ENV_ID)
+        obs, _ = env.reset(options={"task": task})
+        for _ in range(20):
+            action = smoke_agent.act(obs, explore=True)
+            next_obs, reward, terminated, truncated, _ = env.step(action)
+            smoke_agent.observe(Transition(obs, action, float(reward), next_obs, terminated, truncated, {}))
+            obs = next_obs
+        torch.testing.assert_close(smoke_agent.z_var, torch.ones(1, 5))  # no inference inside an episode
+        z_before = smoke_agent.z.clone()
+        smoke_agent.end_episode()
+        assert not torch.allclose(smoke_agent.z_var, torch.ones(1, 5))
+        assert (smoke_agent.z_var < 1).all()  # 20 factors: a narrower posterior than the prior
+        assert not torch.equal(smoke_agent.z, z_before)  # z re-drawn
+        posteriors.append(smoke_agent.z_mu.clone())
+    assert not torch.allclose(posteriors[0], posteriors[1])  # different goals, different contexts
+
+
+def test_posterior_waits_for_the_exploration_episodes(smoke_agent) -> None:
+    smoke_agent.config.num_exp_traj_eval = 2
+    try:
+        task = metabench.tasks(ENV_ID, "test")[0]
+        smoke_agent.begin_trial()
+        for episode in range(2):
+            smoke_agent.observe(
+                Transition(np.zeros(2), np.full(2, 0.1), -1.0, np.full(2, 0.1), False, False, {})
+            )
+            smoke_agent.end_episode()
+            prior = torch.allclose(smoke_agent.z_var, torch.ones(1, 5))
+            assert prior == (episode == 0)
+        assert task is not None
+    finally:
+        smoke_agent.config.num_exp_traj_eval = 1
+
+
+def test_begin_trial_clears_the_context(smoke_agent) -> None:
+    task = metabench.tasks(ENV_ID, "test")[1]
+    run_trial(smoke_agent, task)
+    assert len(smoke_agent.context) == 60
+    assert not torch.allclose(smoke_agent.z_var, torch.ones(1, 5))
+    smoke_agent.begin_trial()
+    assert smoke_agent.context == [] and smoke_agent.episodes == 0
+    torch.testing.assert_close(smoke_agent.z_mu, torch.zeros(1, 5))
+    torch.testing.assert_close(smoke_agent.z_var, torch.ones(1, 5))
+
+
+def test_actions_lie_in_the_action_space(smoke_agent) -> None:
+    space = gym.make(ENV_ID).action_space
+    _, actions = run_trial(smoke_agent, metabench.tasks(ENV_ID, "test")[2])
+    for a in actions:
+        assert a.shape == space.shape and a.dtype == np.float32
+        assert space.contains(a)
+
+
+def test_save_load_round_trip_acts_identically(tmp_path, smoke_agent) -> None:
+    smoke_agent.save(tmp_path / "pearl")
+    loaded = pearl.PEARLAgent.load(tmp_path / "pearl")
+    assert loaded.config == smoke_agent.config
+    task = metabench.tasks(ENV_ID, "test")[3]
+    ret_a, act_a = run_trial(smoke_agent, task)
+    ret_b, act_b = run_trial(loaded, task)
+    np.testing.assert_array_equal(np.array(act_a), np.array(act_b))
+    assert ret_a == ret_b
+    # and the loaded networks are the trained ones, not fresh ones
+    for name, net in smoke_agent._nets().items():
+        for (k, v), (k2, v2) in zip(
+            net.state_dict().items(), loaded._nets()[name].state_dict().items(), strict=True
+        ):
+            assert k == k2
+            torch.testing.assert_close(v, v2)
+
+
+# ---------------------------------------------------------------------------------- learnability
+def evaluate(agent, tasks, n_adapt: int = 10, n_eval: int = 3) -> np.ndarray:
+    """Per-episode returns (tasks x episodes), as the harness runs them."""
+    return np.array([run_trial(agent, t, n_adapt, n_eval)[0] for t in tasks])
+
+
+def best_goal_blind_return(goals: np.ndarray) -> float:
+    """The best mean return over ``goals`` of a policy that ignores the goal: head for one fixed point
+    p (the env clips each coordinate of a move to 0.1) and stay; grid search over p."""
+    xs, ys = np.meshgrid(np.linspace(-0.6, 0.6, 25), np.linspace(0.0, 1.2, 25))
+    targets = np.stack([xs.ravel(), ys.ravel()], -1)  # (P, 2)
+    pos = np.zeros_like(targets)
+    total = np.zeros((len(targets), len(goals)))
+    for _ in range(20):
+        pos = pos + np.clip(targets - pos, -0.1, 0.1)
+        total -= np.linalg.norm(pos[:, None] - goals[None], axis=-1)
+    return float(total.mean(1).max())
+
+
+@pytest.mark.slow
+def test_pearl_learns_to_adapt_on_pointnav() -> None:
+    """At the ci tier on PointNav's ci budget, PEARL's final evaluation episode beats the best policy
+    that ignores the goal by a clear margin, and its last adaptation episode beats its first.
+
+    ``PEARL_NO_UPDATES=1`` runs it with ``updates=False`` (no gradient steps): it must then fail.
+    """
+    updates = os.environ.get("PEARL_NO_UPDATES", "0") != "1"
+    config = dataclasses.replace(build_config(pearl, "ci"), updates=updates)
+    budget = env_class(ENV_ID).budgets["ci"]
+    agent = pearl.make_agent(config)
+    t0 = time.process_time()
+    factory, counter = harness_env_factory(budget)
+    agent.meta_train(factory, metabench.tasks(ENV_ID, "train"), Budget(budget), seed=0, log=RecordingLogger())
+    counter.close()
+    test_tasks = metabench.tasks(ENV_ID, "test")
+    returns = evaluate(agent, test_tasks)
+    cpu = time.process_time() - t0
+    blind = best_goal_blind_return(np.array([t.params["goal"] for t in test_tasks]))
+    first, last_adapt, final = returns[:, 0].mean(), returns[:, 9].mean(), returns[:, -1].mean()
+    print(
+        f"PEARL ci (updates={updates}): episode 0 {first:.2f}, episode 9 {last_adapt:.2f}, "
+        f"final {final:.2f}; best goal-blind {blind:.2f}; {cpu:.0f} s CPU"
+    )
+    assert final > blind + 2.0, "PEARL does not beat the best goal-blind policy: it did not learn to adapt"
+    assert last_adapt > first + 1.0, "PEARL's return does not improve over the adaptation episodes"
