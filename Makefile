@@ -13,13 +13,19 @@ export OMP_NUM_THREADS ?= 1
 .PHONY: install demo test test-slow bench lint leaderboard leaderboard-check clean
 
 # The CI leaderboard (leaderboards/ci): every reference agent x every cheap family x seeds 0-4 at the
-# ci tier. Add new reference agents and cheap families to these two lists (the only place they are kept).
+# ci tier. Add new reference agents and cheap families to these lists (the only place they are kept):
+# LEADERBOARD_AGENTS run on LEADERBOARD_ENVS; LEADERBOARD_BOX_AGENTS take only continuous (Box) actions
+# and run on LEADERBOARD_BOX_ENVS.
 # `make leaderboard` runs only the units without an ok record (LEADERBOARD_FLAGS=--force reruns all).
 LEADERBOARD_AGENTS ?= agents/random_agent.py agents/no_context.py agents/explicit_context.py
-LEADERBOARD_ENVS ?= metabench/PointNav-v0
+LEADERBOARD_ENVS ?= metabench/PointNav-v0 metabench/Bandit-v0 metabench/TabularMDP-v0
+LEADERBOARD_BOX_AGENTS ?= agents/pearl.py
+LEADERBOARD_BOX_ENVS ?= metabench/PointNav-v0
 LEADERBOARD_SEEDS ?= 0-4
 LEADERBOARD_DIR ?= leaderboards/ci
 LEADERBOARD_FLAGS ?=
+# CI reruns one seed of every agent on these families and checks it against the committed band.
+LEADERBOARD_CHECK_ENVS ?= metabench/PointNav-v0
 # The seed that `make leaderboard-check` reruns for each agent, and where (empty: a temporary folder).
 LEADERBOARD_CHECK_SEED ?= 0
 LEADERBOARD_RERUN_DIR ?=
@@ -56,8 +62,13 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 leaderboard: $(STAMP)
-	status=0; for agent in $(LEADERBOARD_AGENTS); do \
+	status=0; \
+	for agent in $(LEADERBOARD_AGENTS); do \
 	  $(VENV)/bin/metabench evaluate $$agent $(addprefix --env ,$(LEADERBOARD_ENVS)) --tier ci \
+	    --seeds $(LEADERBOARD_SEEDS) --out $(LEADERBOARD_DIR)/records --quiet $(LEADERBOARD_FLAGS) || status=1; \
+	done; \
+	for agent in $(LEADERBOARD_BOX_AGENTS); do \
+	  $(VENV)/bin/metabench evaluate $$agent $(addprefix --env ,$(LEADERBOARD_BOX_ENVS)) --tier ci \
 	    --seeds $(LEADERBOARD_SEEDS) --out $(LEADERBOARD_DIR)/records --quiet $(LEADERBOARD_FLAGS) || status=1; \
 	done; \
 	$(VENV)/bin/metabench leaderboard $(LEADERBOARD_DIR)/records -o $(LEADERBOARD_DIR) && exit $$status
@@ -67,8 +78,8 @@ leaderboard: $(STAMP)
 leaderboard-check: $(STAMP)
 	$(VENV)/bin/metabench leaderboard $(LEADERBOARD_DIR)/records -o $(LEADERBOARD_DIR) --check
 	tmp="$(LEADERBOARD_RERUN_DIR)"; if [ -z "$$tmp" ]; then tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; fi; \
-	for agent in $(LEADERBOARD_AGENTS); do \
-	  $(VENV)/bin/metabench evaluate $$agent $(addprefix --env ,$(LEADERBOARD_ENVS)) --tier ci \
+	for agent in $(LEADERBOARD_AGENTS) $(LEADERBOARD_BOX_AGENTS); do \
+	  $(VENV)/bin/metabench evaluate $$agent $(addprefix --env ,$(LEADERBOARD_CHECK_ENVS)) --tier ci \
 	    --seeds $(LEADERBOARD_CHECK_SEED) --out "$$tmp" --quiet --force; \
 	done; \
 	$(PY) -m metabench.leaderboard verify $(LEADERBOARD_DIR)/records "$$tmp"

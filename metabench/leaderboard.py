@@ -462,6 +462,18 @@ def improvement_table(fam: Family, rows: Sequence[Row]) -> str | None:
     return markdown_table(header, body)
 
 
+def exact_references(env_id: str) -> dict[str, float]:
+    """Reference values a family computes exactly from its true tasks (``TEST_SPLIT_REFERENCES`` on the
+    env class: e.g. value iteration for TabularMDP, the best arm and Gittins for Bandit)."""
+    from metabench.tasks import TaskError, env_class
+
+    try:
+        cls = env_class(env_id)
+    except TaskError:
+        return {}
+    return dict(getattr(cls, "TEST_SPLIT_REFERENCES", {}))
+
+
 def family_markdown(fam: Family, rows: Sequence[Row], table: str) -> str:
     ref = fam.reference
     lines = [f"# {fam.env_id} — tier `{fam.tier}`", "", HEADER, ""]
@@ -479,6 +491,12 @@ def family_markdown(fam: Family, rows: Sequence[Row], table: str) -> str:
         lines.append(
             "Primary column: IQM of the final return over runs x test tasks (no reference scores for this "
             "family and tier, so no normalised score)."
+        )
+    exact = exact_references(fam.env_id)
+    if exact:
+        lines.append(
+            "Exact values on the test split (mean return per episode, computed by the env class from the "
+            "true tasks): " + ", ".join(f"{name} {value:.3f}" for name, value in exact.items()) + "."
         )
     protocols = sorted({(r.n_adapt, r.n_eval) for a in fam.agents.values() for r in a.runs})
     lines += [
