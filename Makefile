@@ -17,7 +17,8 @@ export OMP_NUM_THREADS ?= 1
 # LEADERBOARD_AGENTS run on LEADERBOARD_ENVS; LEADERBOARD_BOX_AGENTS take only continuous (Box) actions
 # and run on LEADERBOARD_BOX_ENVS.
 # `make leaderboard` runs only the units without an ok record (LEADERBOARD_FLAGS=--force reruns all).
-LEADERBOARD_AGENTS ?= agents/random_agent.py agents/no_context.py agents/explicit_context.py
+LEADERBOARD_AGENTS ?= agents/random_agent.py agents/no_context.py agents/explicit_context.py agents/rl2.py \
+  agents/maml.py
 LEADERBOARD_ENVS ?= metabench/PointNav-v0 metabench/Bandit-v0 metabench/TabularMDP-v0
 LEADERBOARD_BOX_AGENTS ?= agents/pearl.py
 LEADERBOARD_BOX_ENVS ?= metabench/PointNav-v0
