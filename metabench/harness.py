@@ -20,9 +20,9 @@ What a run does, in order:
    ``"train-sample"``. The ``smoke`` tier, a wiring check, meta-tests only the first
    :data:`SMOKE_TASKS_PER_SPLIT` tasks of each. Per task: ``begin_trial()``, ``n_adapt`` episodes
    with ``act(obs, explore=True)``, then ``n_eval`` with ``explore=False``; ``observe(transition)``
-   after every step and ``end_episode()`` after every episode. ``n_adapt``, ``n_eval`` and ``success_rule`` are the env
-   class's. Each episode is reset with a seed derived from (run seed, split, task index, episode)
-   by :func:`episode_seed`, so every agent meets the same initial states.
+   after every step and ``end_episode()`` after every episode. ``n_adapt``, ``n_eval`` and
+   ``success_rule`` are the env class's. Each episode is reset with a seed derived from (run seed,
+   split, task index, episode) by :func:`episode_seed`, so every agent meets the same initial states.
 3. **Recording.** Per episode: return, length and success (``info["success"]`` at the last step for
    ``success_rule="final"``, at any step for ``"any"``; null where the env never reports it).
 
