@@ -8,59 +8,30 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-import numpy as np
-
 
 def _cmd_list(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from metabench.registration import ENVS
-    from metabench.tasks import split_hash, split_names, tasks
+    from metabench.tasks import family, split_hash, split_names, tasks
 
     rows = []
     for entry in ENVS:
         if args.filter and args.filter not in entry.id:
             continue
+        family_name = type(family(entry.id)).__name__
         for split in split_names(entry.id):
             rows.append(
                 {
                     "id": entry.id,
+                    "family": family_name,
                     "split": split,
                     "tasks": len(tasks(entry.id, split)),
                     "steps": entry.max_episode_steps,
-                    "sha256": split_hash(entry.id, split)[:16],
+                    "sha256": split_hash(entry.id, split),
                 }
             )
     print(pd.DataFrame(rows).to_markdown(index=False))
-    return 0
-
-
-def _cmd_demo(args: argparse.Namespace) -> int:
-    """A short rollout of a random policy on a few test tasks of each family, as a table."""
-    import gymnasium as gym
-    import pandas as pd
-
-    from metabench.registration import ENVS
-    from metabench.tasks import tasks
-
-    rows = []
-    for entry in ENVS:
-        env = gym.make(entry.id)
-        env.action_space.seed(args.seed)
-        for task in tasks(entry.id, "test")[: args.tasks]:
-            env.reset(seed=args.seed, options={"task": task})
-            ret, done, n = 0.0, False, 0
-            while not done:
-                _, r, term, trunc, _ = env.step(env.action_space.sample())
-                ret, n, done = ret + float(r), n + 1, term or trunc
-            rows.append(
-                {"id": entry.id, "task": task.index, "params": task.params, "return": ret, "steps": n}
-            )
-        env.close()
-    df = pd.DataFrame(rows)
-    df["params"] = df["params"].map(lambda p: {k: np.round(v, 3).tolist() for k, v in p.items()})
-    print(f"Random-policy returns on test tasks (seed {args.seed}):\n")
-    print(df.to_markdown(index=False, floatfmt=".2f"))
     return 0
 
 
@@ -185,11 +156,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="ids, splits, split sizes and split hashes")
     p.add_argument("--filter", default="", help="only ids containing this text")
     p.set_defaults(func=_cmd_list)
-
-    p = sub.add_parser("demo", help="a random-policy rollout on a few test tasks of each family")
-    p.add_argument("--tasks", type=int, default=3, help="test tasks per family")
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser(
         "evaluate",
