@@ -78,6 +78,7 @@ from gymnasium import spaces
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
+from metabench.agents.common.spaces import space_from_dict, space_to_dict
 from metabench.protocol import Budget, Logger, Transition
 from metabench.tasks import Task
 
@@ -126,32 +127,6 @@ TIERS: dict[str, dict[str, Any]] = {
     "ci": {"meta_batch_size": 10, "trajectories_per_task": 0},
     "standard": {},
 }
-
-
-# ------------------------------------------------------------------------------------ spaces
-def space_to_dict(space: spaces.Space) -> dict[str, Any]:
-    if isinstance(space, spaces.Box):
-        return {
-            "type": "Box",
-            "low": space.low.tolist(),
-            "high": space.high.tolist(),
-            "shape": list(space.shape),
-            "dtype": str(space.dtype),
-        }
-    if isinstance(space, spaces.Discrete):
-        return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
-    raise TypeError(f"MAML supports Box and Discrete spaces, got {space}")
-
-
-def space_from_dict(data: dict[str, Any]) -> spaces.Space:
-    if data["type"] == "Box":
-        dtype = np.dtype(data["dtype"])
-        low = np.asarray(data["low"], dtype=dtype).reshape(data["shape"])
-        high = np.asarray(data["high"], dtype=dtype).reshape(data["shape"])
-        return spaces.Box(low, high, dtype=dtype)
-    if data["type"] == "Discrete":
-        return spaces.Discrete(data["n"], start=data["start"])
-    raise ValueError(f"unknown space type {data['type']!r}; valid: Box, Discrete")
 
 
 class Spaces:

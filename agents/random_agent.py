@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 from gymnasium import spaces
 
+from metabench.agents.common.spaces import space_from_dict, space_to_dict
 from metabench.protocol import Budget, Logger, Transition
 from metabench.tasks import Task
 
@@ -29,39 +29,6 @@ class Config:
     """The random agent has nothing to tune; the dataclass exists so every agent looks the same."""
 
 
-# ------------------------------------------------------------------------- action-space as JSON
-def space_to_dict(space: spaces.Space) -> dict[str, Any]:
-    """A JSON form of the action spaces metabench families use (Box, Discrete, MultiDiscrete)."""
-    if isinstance(space, spaces.Box):
-        return {
-            "type": "Box",
-            "low": space.low.tolist(),
-            "high": space.high.tolist(),
-            "shape": list(space.shape),
-            "dtype": str(space.dtype),
-        }
-    if isinstance(space, spaces.Discrete):
-        return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
-    if isinstance(space, spaces.MultiDiscrete):
-        return {"type": "MultiDiscrete", "nvec": space.nvec.tolist()}
-    raise TypeError(f"random_agent supports Box, Discrete and MultiDiscrete action spaces, got {space}")
-
-
-def space_from_dict(data: dict[str, Any]) -> spaces.Space:
-    kind = data["type"]
-    if kind == "Box":
-        dtype = np.dtype(data["dtype"])
-        low = np.asarray(data["low"], dtype=dtype).reshape(data["shape"])
-        high = np.asarray(data["high"], dtype=dtype).reshape(data["shape"])
-        return spaces.Box(low, high, dtype=dtype)
-    if kind == "Discrete":
-        return spaces.Discrete(data["n"], start=data["start"])
-    if kind == "MultiDiscrete":
-        return spaces.MultiDiscrete(data["nvec"])
-    raise ValueError(f"unknown action space type {kind!r} in saved random agent; valid: Box, Discrete")
-
-
-# ------------------------------------------------------------------------------------- the agent
 class RandomAgent:
     """Uniform random actions (``explore`` is ignored); nothing task-specific to forget."""
 

@@ -71,6 +71,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor, VecNormalize
 
+from metabench.agents.common.spaces import space_from_dict, space_to_dict
 from metabench.protocol import Budget, Logger, Transition
 from metabench.tasks import Task
 
@@ -125,32 +126,6 @@ TIERS: dict[str, dict[str, Any]] = {
 
 
 # ------------------------------------------------------------------------------ input encoding
-def space_to_dict(space: spaces.Space) -> dict[str, Any]:
-    """A JSON form of the Box and Discrete spaces RL² supports."""
-    if isinstance(space, spaces.Box):
-        return {
-            "type": "Box",
-            "low": space.low.tolist(),
-            "high": space.high.tolist(),
-            "shape": list(space.shape),
-            "dtype": str(space.dtype),
-        }
-    if isinstance(space, spaces.Discrete):
-        return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
-    raise TypeError(f"RL² supports Box and Discrete spaces, got {space}")
-
-
-def space_from_dict(data: dict[str, Any]) -> spaces.Space:
-    if data["type"] == "Box":
-        dtype = np.dtype(data["dtype"])
-        low = np.asarray(data["low"], dtype=dtype).reshape(data["shape"])
-        high = np.asarray(data["high"], dtype=dtype).reshape(data["shape"])
-        return spaces.Box(low, high, dtype=dtype)
-    if data["type"] == "Discrete":
-        return spaces.Discrete(data["n"], start=data["start"])
-    raise ValueError(f"unknown space type {data['type']!r}; valid: Box, Discrete")
-
-
 class Encoder:
     """Builds the policy input ``(obs, prev action, prev reward, done)`` and maps actions.
 

@@ -23,10 +23,10 @@ import dataclasses
 
 import gymnasium as gym
 import torch
-from metabench.agents import pearl
 from stable_baselines3 import SAC
 
 import metabench
+from metabench.agents import pearl
 from metabench.protocol import Budget, build_config
 
 from .conftest import interleaved_rates, report

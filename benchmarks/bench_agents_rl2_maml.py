@@ -24,12 +24,12 @@ import dataclasses
 
 import gymnasium as gym
 import torch
-from metabench.agents import maml, rl2
 from sb3_contrib import RecurrentPPO
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor, VecNormalize
 
 import metabench
+from metabench.agents import maml, rl2
 from metabench.protocol import build_config
 
 from .conftest import interleaved_rates, report

@@ -21,9 +21,9 @@ import warnings
 
 import gymnasium as gym
 import pytest
-from metabench.envs.metaworld_names import GOAL_SEED, ml1_id
 
 import metabench
+from metabench.envs.metaworld_names import GOAL_SEED, ml1_id
 
 from .conftest import env_stepper, report
 

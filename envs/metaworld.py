@@ -24,6 +24,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 from gymnasium.utils import EzPickle
+
+from metabench.env import MetaEnv
 from metabench.envs.metaworld_names import (
     BENCHMARK_CLASSES,
     DEFAULT_REWARD_VERSION,
@@ -35,8 +37,6 @@ from metabench.envs.metaworld_names import (
     ml1_id,
     ml1_name,
 )
-
-from metabench.env import MetaEnv
 from metabench.tasks import CUSTOM_SPLIT, Param, Task, TaskError, TaskFamily
 
 ASSETS = Path(__file__).resolve().parent / "assets" / "metaworld"

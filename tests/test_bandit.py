@@ -8,14 +8,14 @@ import pickle
 import gymnasium as gym
 import numpy as np
 import pytest
+
+import metabench
 from metabench.envs.bandit import (
     BanditEnv,
     bayes_optimal_return,
     gittins_index_table,
     gittins_returns,
 )
-
-import metabench
 from metabench.tasks import TaskError
 
 ID = "metabench/Bandit-v0"

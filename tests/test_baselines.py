@@ -7,9 +7,9 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
-from metabench.agents import explicit_context, no_context, random_agent
 
 import metabench
+from metabench.agents import explicit_context, no_context, random_agent
 from metabench.protocol import Budget, MetaAgent, build_config
 from metabench.wrappers import ExplicitContext
 

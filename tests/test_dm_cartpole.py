@@ -8,9 +8,9 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 import pytest
-from metabench.envs.dm_cartpole import NOMINAL, OBS_KEYS, CartpoleSwingupParamsEnv
 
 import metabench
+from metabench.envs.dm_cartpole import NOMINAL, OBS_KEYS, CartpoleSwingupParamsEnv
 from metabench.tasks import TaskError
 
 ID = "metabench/CartpoleSwingupParams-v0"

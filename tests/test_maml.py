@@ -10,9 +10,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from metabench.agents import maml
 
 import metabench
+from metabench.agents import maml
 from metabench.harness import Budget, BudgetedEnv, StepCounter
 from metabench.protocol import Transition, build_config
 

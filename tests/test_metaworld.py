@@ -18,6 +18,8 @@ import warnings
 import gymnasium as gym
 import numpy as np
 import pytest
+
+import metabench
 from metabench.envs import metaworld_names as names
 from metabench.envs.metaworld import (
     ML1_CLASSES,
@@ -27,8 +29,6 @@ from metabench.envs.metaworld import (
     goal_hidden_observation_space,
     ml1_env_class,
 )
-
-import metabench
 from metabench.tasks import CUSTOM_SPLIT, Task, TaskError, env_class, split_digest
 
 metaworld = pytest.importorskip("metaworld")

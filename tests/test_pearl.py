@@ -10,9 +10,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from metabench.agents import pearl
 
 import metabench
+from metabench.agents import pearl
 from metabench.harness import EnvFactory, StepCounter
 from metabench.protocol import Budget, Transition, build_config
 from metabench.tasks import env_class

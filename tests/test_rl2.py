@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
-from metabench.agents import rl2
 from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 
 import metabench
+from metabench.agents import rl2
 from metabench.harness import Budget, BudgetedEnv, StepCounter
 from metabench.protocol import Transition, build_config
 

@@ -7,6 +7,8 @@ import dataclasses
 import gymnasium as gym
 import numpy as np
 import pytest
+
+import metabench
 from metabench.envs.tabular_mdp import (
     N_ACTIONS,
     N_STATES,
@@ -14,8 +16,6 @@ from metabench.envs.tabular_mdp import (
     optimal_values,
     policy_values,
 )
-
-import metabench
 from metabench.tasks import TaskError
 
 ID = "metabench/TabularMDP-v0"
