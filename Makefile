@@ -52,8 +52,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -n 2 --durations=15 -q
 
+# The slow learning tests (CI runs them after `make test`, without the two tests that build Meta-World's
+# own ML10/ML45 benchmarks, about 15 minutes: SLOW_ARGS below).
+SLOW_ARGS ?=
 test-slow: $(STAMP)
-	$(PY) -m pytest -m slow -q --durations=15
+	$(PY) -m pytest -m slow -n 2 -q --durations=15 $(SLOW_ARGS)
 
 bench: $(STAMP)
 	$(PY) -m pytest benchmarks -o python_files="bench_*.py" -p no:xdist --benchmark-enable --benchmark-only --benchmark-columns=min,median,mean,ops,rounds -q -s
