@@ -668,8 +668,10 @@ def render(items: Sequence[Run | ErrorRun]) -> dict[str, bytes]:
         HEADER,
         "",
         f"{n_ok} run(s), {len(items) - n_ok} error record(s). Oracles (agents that see the task) are marked "
-        "(oracle). Scores are normalised per family: 0 = random agent, 1 = explicit-context oracle "
-        "(metabench/references.py); IQM over runs x test tasks with 95% stratified-bootstrap CIs.",
+        "(oracle). Scores are normalised per family: 0 = random agent, 1 = explicit-context oracle, or "
+        "the exact random and optimal values where the family computes them (metabench/references.py); "
+        "IQM over runs x test tasks with 95% stratified-bootstrap CIs. An agent's overall mean covers "
+        "only the families it ran (the families column).",
         "",
         "## Overall",
         "",
