@@ -13,43 +13,27 @@ import torch
 
 import metabench
 from metabench.agents import maml
-from metabench.harness import Budget, BudgetedEnv, StepCounter
+from metabench.harness import Budget, EnvFactory
 from metabench.protocol import Transition, build_config
+
+from .helpers import RecordingLogger, budgeted_env_factory
 
 POINT = "metabench/PointNav-v0"
 BANDIT = "metabench/Bandit-v0"
 
 
-class Curve:
-    def __init__(self) -> None:
-        self.rows: list[tuple[int, dict[str, float]]] = []
-
-    def log(self, env_steps: int, **scalars: float) -> None:
-        self.rows.append((env_steps, scalars))
-
-
-class Factory:
-    """The harness's ``make_env``: envs counted on one StepCounter that raises past the budget."""
-
-    def __init__(self, env_id: str, budget: int):
-        self.env_id, self.counter = env_id, StepCounter(Budget(budget), "smoke")
-
-    def __call__(self) -> gym.Env:
-        return BudgetedEnv(gym.make(self.env_id), self.counter, oracle=False)
-
-
 def train(
     env_id: str = POINT, budget: int = 1_900, seed: int = 0, tier: str = "smoke", **overrides
-) -> tuple[maml.MAMLAgent, Factory, Curve]:
+) -> tuple[maml.MAMLAgent, EnvFactory, RecordingLogger]:
     config = dataclasses.replace(build_config(maml, tier), **overrides)
     agent = maml.make_agent(config)
-    factory, curve = Factory(env_id, budget), Curve()
+    factory, curve = budgeted_env_factory(env_id, budget), RecordingLogger()
     agent.meta_train(factory, metabench.tasks(env_id, "train"), Budget(budget), seed=seed, log=curve)
     return agent, factory, curve
 
 
 @pytest.fixture(scope="module")
-def point_agent() -> tuple[maml.MAMLAgent, Factory, Curve]:
+def point_agent() -> tuple[maml.MAMLAgent, EnvFactory, RecordingLogger]:
     return train()
 
 

@@ -17,21 +17,15 @@ from metabench.harness import EnvFactory, StepCounter
 from metabench.protocol import Budget, Transition, build_config
 from metabench.tasks import env_class
 
+from .helpers import RecordingLogger, budgeted_env_factory
+
 ENV_ID = "metabench/PointNav-v0"
-
-
-class RecordingLogger:
-    def __init__(self) -> None:
-        self.rows: list[tuple[int, dict[str, float]]] = []
-
-    def log(self, env_steps: int, **scalars: float) -> None:
-        self.rows.append((env_steps, scalars))
 
 
 def harness_env_factory(budget: int) -> tuple[EnvFactory, StepCounter]:
     """The harness's own ``make_env``: budgeted, train tasks only, task info hidden."""
-    counter = StepCounter(Budget(budget), "test")
-    return EnvFactory(ENV_ID, False, counter), counter
+    factory = budgeted_env_factory(ENV_ID, budget)
+    return factory, factory.counter
 
 
 def smoke_config(**overrides) -> pearl.Config:

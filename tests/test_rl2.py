@@ -14,43 +14,29 @@ from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 
 import metabench
 from metabench.agents import rl2
-from metabench.harness import Budget, BudgetedEnv, StepCounter
+from metabench.harness import Budget, EnvFactory
 from metabench.protocol import Transition, build_config
+
+from .helpers import RecordingLogger, budgeted_env_factory
 
 POINT = "metabench/PointNav-v0"
 BANDIT = "metabench/Bandit-v0"
 
 
-class Curve:
-    def __init__(self) -> None:
-        self.rows: list[tuple[int, dict[str, float]]] = []
-
-    def log(self, env_steps: int, **scalars: float) -> None:
-        self.rows.append((env_steps, scalars))
-
-
-class Factory:
-    """The harness's ``make_env``: envs counted on one StepCounter that raises past the budget."""
-
-    def __init__(self, env_id: str, budget: int):
-        self.env_id, self.counter = env_id, StepCounter(Budget(budget), "smoke")
-
-    def __call__(self) -> gym.Env:
-        return BudgetedEnv(gym.make(self.env_id), self.counter, oracle=False)
-
-
 def train(
     env_id: str = POINT, budget: int = 1_100, seed: int = 0, tier: str = "smoke", **overrides
-) -> tuple[rl2.RL2Agent, Factory]:
+) -> tuple[rl2.RL2Agent, EnvFactory]:
     config = dataclasses.replace(build_config(rl2, tier), **overrides)
     agent = rl2.make_agent(config)
-    factory = Factory(env_id, budget)
-    agent.meta_train(factory, metabench.tasks(env_id, "train"), Budget(budget), seed=seed, log=Curve())
+    factory = budgeted_env_factory(env_id, budget)
+    agent.meta_train(
+        factory, metabench.tasks(env_id, "train"), Budget(budget), seed=seed, log=RecordingLogger()
+    )
     return agent, factory
 
 
 @pytest.fixture(scope="module")
-def point_agent() -> tuple[rl2.RL2Agent, Factory]:
+def point_agent() -> tuple[rl2.RL2Agent, EnvFactory]:
     return train()
 
 
