@@ -13,15 +13,11 @@ export OMP_NUM_THREADS ?= 1
 .PHONY: install demo test test-slow bench lint leaderboard leaderboard-check clean
 
 # The CI leaderboard (leaderboards/ci): every reference agent x every cheap family x seeds 0-4 at the
-# ci tier. Add new reference agents and cheap families to these lists (the only place they are kept):
-# LEADERBOARD_AGENTS run on LEADERBOARD_ENVS; LEADERBOARD_BOX_AGENTS take only continuous (Box) actions
-# and run on LEADERBOARD_BOX_ENVS.
+# ci tier. Add new reference agents and cheap families to these lists (the only place they are kept).
 # `make leaderboard` runs only the units without an ok record (LEADERBOARD_FLAGS=--force reruns all).
 LEADERBOARD_AGENTS ?= agents/random_agent.py agents/no_context.py agents/explicit_context.py agents/rl2.py \
-  agents/maml.py
+  agents/maml.py agents/pearl.py
 LEADERBOARD_ENVS ?= metabench/PointNav-v0 metabench/Bandit-v0 metabench/TabularMDP-v0
-LEADERBOARD_BOX_AGENTS ?= agents/pearl.py
-LEADERBOARD_BOX_ENVS ?= metabench/PointNav-v0
 LEADERBOARD_SEEDS ?= 0-4
 LEADERBOARD_DIR ?= leaderboards/ci
 LEADERBOARD_FLAGS ?=
@@ -71,10 +67,6 @@ leaderboard: $(STAMP)
 	  $(VENV)/bin/metabench evaluate $$agent $(addprefix --env ,$(LEADERBOARD_ENVS)) --tier ci \
 	    --seeds $(LEADERBOARD_SEEDS) --out $(LEADERBOARD_DIR)/records --quiet $(LEADERBOARD_FLAGS) || status=1; \
 	done; \
-	for agent in $(LEADERBOARD_BOX_AGENTS); do \
-	  $(VENV)/bin/metabench evaluate $$agent $(addprefix --env ,$(LEADERBOARD_BOX_ENVS)) --tier ci \
-	    --seeds $(LEADERBOARD_SEEDS) --out $(LEADERBOARD_DIR)/records --quiet $(LEADERBOARD_FLAGS) || status=1; \
-	done; \
 	$(VENV)/bin/metabench leaderboard $(LEADERBOARD_DIR)/records -o $(LEADERBOARD_DIR) && exit $$status
 
 # CI: the committed tables are exactly what the committed records give, and a fresh run of one seed of
@@ -82,7 +74,7 @@ leaderboard: $(STAMP)
 leaderboard-check: $(STAMP)
 	$(VENV)/bin/metabench leaderboard $(LEADERBOARD_DIR)/records -o $(LEADERBOARD_DIR) --check
 	tmp="$(LEADERBOARD_RERUN_DIR)"; if [ -z "$$tmp" ]; then tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; fi; \
-	for agent in $(LEADERBOARD_AGENTS) $(LEADERBOARD_BOX_AGENTS); do \
+	for agent in $(LEADERBOARD_AGENTS); do \
 	  $(VENV)/bin/metabench evaluate $$agent $(addprefix --env ,$(LEADERBOARD_CHECK_ENVS)) --tier ci \
 	    --seeds $(LEADERBOARD_CHECK_SEED) --out "$$tmp" --quiet --force; \
 	done; \

@@ -46,7 +46,8 @@ Published settings and where ours differ:
   The ``ci`` tier uses a meta-batch of 10 and as many trajectories per task as a meta-test inner step
   gets (the family's ``n_adapt``: 10 on PointNav, 90 one-pull episodes on Bandit, 7 on TabularMDP),
   so that the inner step is meta-trained on the amount of data it meets at meta-test and several
-  meta-iterations fit the ci budgets (5 on PointNav's 20,000 steps, 27 on Bandit, 35 on TabularMDP).
+  meta-iterations fit the ci budgets (25 on PointNav's 100,000 steps, 27 on Bandit, 35 on
+  TabularMDP).
 * training takes exactly one inner step; only meta-test can take several.
 * evaluation acts with the mode of the adapted policy. On Bandit that alone is strong: the greedy arm
   after one inner step from 90 exploratory pulls is explore-then-commit, whatever the meta-training

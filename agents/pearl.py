@@ -46,6 +46,17 @@ takes ``z`` and the critic's gradient must reach the encoder, which SB3's polici
   [-20, 2]; actions in [-1, 1] are rescaled to the env's Box bounds (rlkit's ``NormalizedBoxEnv``);
   buffers and contexts hold the [-1, 1] action.
 
+## Discrete actions (Bandit, TabularMDP)
+PEARL is SAC-based and its paper has only continuous actions. For a ``Discrete`` action space the SAC
+underneath becomes discrete SAC (Christodoulou, 2019, arXiv:1910.07207) with PEARL's fixed temperature
+1 and reward scale: a categorical policy pi(. | s, z), twin critics Q(s, z) with one output per
+action, V's target ``sum_a pi(a) (min Q(s, z)[a] - log pi(a))`` and the policy loss
+``sum_a pi(a) (log pi(a) - min Q(s, z)[a])``, both exact expectations over the actions (no
+reparameterisation). Actions are one-hot in the buffers and in the context ``(s, one-hot a, r)``;
+the posterior, the encoder's training and the meta-test protocol are unchanged. Acting
+"deterministically" takes the most probable action, so exploration at meta-test comes from drawing
+``z`` (posterior sampling, Thompson-style on Bandit). The ci tier's values are PointNav's.
+
 ## Meta-test (``begin_trial`` / ``act`` / ``observe`` / ``end_episode``)
 ``begin_trial`` empties the context and draws ``z`` from the prior. ``observe`` appends every
 transition of the trial (adaptation and evaluation episodes alike; PEARL accumulates its whole
@@ -64,11 +75,12 @@ PEARL's sampled ``z``) and the mean action: evaluation episodes should exploit w
 * Tasks whose buffers are still empty (a budget smaller than the initial collection) are not drawn
   into meta-batches.
 * No recurrent encoder (rlkit's ``--rnn`` option) and so no ``embedding_mini_batch_size``.
-* ``TIERS["ci"]`` is far smaller than the paper, so that a ci run (PointNav's 20k-step budget,
-  then meta-test) takes about 100 s of one CPU core: two hidden layers of 64 units everywhere,
+* ``TIERS["ci"]`` is far smaller than the paper, so that a ci run (meta-training, then meta-test)
+  takes about 100 s of one CPU core: two hidden layers of 64 units everywhere,
   meta-batch 8 tasks x 32 transitions, context batch 32, 2 initial episodes per task, 2 prior and 2
   extra-RL posterior episodes for each of 5 tasks per iteration and 400 gradient steps per iteration
-  (one per env step): 3.2k initial + 42 x 400 steps = the 20k budget, 16.8k gradient steps. To
+  (one per env step): on PointNav 3.2k initial + 42 x 400 steps = 20k of its 100k-step ci budget,
+  16.8k gradient steps (42 iterations end the run; more would cost CPU time, not env steps). To
   learn in that few gradient steps (PEARL takes hundreds of thousands) it also uses discount 0.9
   (episodes are 20 steps), reward scale 10 and Adam 3e-3. Measured: with PEARL's point-robot values
   (discount 0.99, reward scale 100) a first ci setting had not learnt to adapt after 4k gradient
@@ -193,7 +205,7 @@ TIERS: dict[str, dict[str, Any]] = {
         "batch_size": 32,
         "embedding_batch_size": 16,
     },
-    # about two minutes of one core on PointNav's 20k-step ci budget (see the module docstring):
+    # about two minutes of one core: 20k env steps on PointNav (see the module docstring):
     # small nets and batches, one gradient step per env step, a shorter horizon and reward scale
     "ci": {
         "hidden_sizes": (64, 64),
@@ -272,11 +284,14 @@ class MLP(nn.Module):
 
 class TwinQ(nn.Module):
     """PEARL's two Q-functions, evaluated together with one batched matmul per layer (faster on CPU
-    than two MLPs); each member is initialised as rlkit's MLP. ``forward``: ``(N, in) -> (2, N, 1)``."""
+    than two MLPs); each member is initialised as rlkit's MLP. ``forward``: ``(N, in) -> (2, N, out)``
+    (``out`` is 1 for Q(s, a, z), the number of actions for discrete Q(s, z))."""
 
-    def __init__(self, in_dim: int, hidden: Sequence[int], generator: torch.Generator, n: int = 2):
+    def __init__(
+        self, in_dim: int, hidden: Sequence[int], generator: torch.Generator, out_dim: int = 1, n: int = 2
+    ):
         super().__init__()
-        sizes = [in_dim, *hidden, 1]
+        sizes = [in_dim, *hidden, out_dim]
         self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
         for i, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
             w, b = torch.empty(n, fan_in, fan_out), torch.empty(n, 1, fan_out)
@@ -335,6 +350,30 @@ class TanhGaussianPolicy(nn.Module):
         std = self.log_std(h).clamp(LOG_STD_MIN, LOG_STD_MAX).exp()
         eps = torch.randn(mean.shape, generator=generator, dtype=mean.dtype).to(mean.device)
         return torch.tanh(mean + std * eps)
+
+
+class CategoricalPolicy(nn.Module):
+    """pi(a | s, z) over ``n`` discrete actions (discrete SAC, Christodoulou 2019): logits from an MLP
+    initialised as the Gaussian policy's mean head."""
+
+    def __init__(self, in_dim: int, hidden: Sequence[int], n_actions: int, generator: torch.Generator):
+        super().__init__()
+        self.net = MLP(in_dim, hidden, n_actions, generator, init_w=1e-3)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The whole distribution: (probabilities, log-probabilities), each ``(N, n)``."""
+        log_probs = F.log_softmax(self.net(x), -1)
+        return log_probs.exp(), log_probs
+
+    def act(self, x: torch.Tensor, deterministic: bool, generator: torch.Generator | None) -> torch.Tensor:
+        """A one-hot action: the most probable one, or a sample."""
+        logits = self.net(x)
+        if deterministic:
+            index = logits.argmax(-1)
+        else:
+            probs = F.softmax(logits, -1).cpu()
+            index = torch.multinomial(probs, 1, generator=generator).squeeze(-1).to(logits.device)
+        return F.one_hot(index, logits.shape[-1]).to(logits.dtype)
 
 
 def product_of_gaussians(mu: torch.Tensor, var: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -421,8 +460,10 @@ class PEARLAgent:
         self.obs_dim = self.act_dim = 0
         self.act_shape: tuple[int, ...] = ()
         self.act_low = self.act_high = np.zeros(0, np.float32)
+        #: a Discrete action space's ``n`` and ``start``; ``n_actions == 0`` for a Box
+        self.n_actions = self.act_start = 0
         self.encoder: ContextEncoder | None = None
-        self.policy: TanhGaussianPolicy | None = None
+        self.policy: TanhGaussianPolicy | CategoricalPolicy | None = None
         self.test_gen = torch.Generator().manual_seed(0)
         #: what the last meta_train used: env steps and seconds
         self.stats: dict[str, float] = {}
@@ -433,21 +474,26 @@ class PEARLAgent:
 
     # ------------------------------------------------------------------------------- building
     def _build(self, obs_space: spaces.Space, act_space: spaces.Space, gen: torch.Generator) -> None:
-        if isinstance(act_space, (spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)):
-            raise TypeError(
-                f"PEARL is a continuous-action (SAC) agent and needs a Box action space, got {act_space}; "
-                "for Discrete families use agents/rl2.py, agents/maml.py or agents/no_context.py"
-            )
-        if not isinstance(act_space, spaces.Box) or not isinstance(obs_space, spaces.Box):
-            raise TypeError(f"PEARL needs Box observation and action spaces, got {obs_space} and {act_space}")
-        if not (np.isfinite(act_space.low).all() and np.isfinite(act_space.high).all()):
-            raise ValueError(f"PEARL needs a bounded Box action space, got {act_space}")
+        if not isinstance(obs_space, spaces.Box):
+            raise TypeError(f"PEARL needs a Box observation space, got {obs_space}")
+        if isinstance(act_space, spaces.Discrete):
+            self.n_actions, self.act_start = int(act_space.n), int(act_space.start)
+            self.act_dim = self.n_actions  # one-hot in the buffers and the context
+        elif isinstance(act_space, spaces.Box):
+            if not (np.isfinite(act_space.low).all() and np.isfinite(act_space.high).all()):
+                raise ValueError(f"PEARL needs a bounded Box action space, got {act_space}")
+            self.act_dim = int(np.prod(act_space.shape))
+            self.act_shape = tuple(act_space.shape)
+            self.act_low = act_space.low.astype(np.float32).ravel()
+            self.act_high = act_space.high.astype(np.float32).ravel()
+        else:
+            raise TypeError(f"PEARL needs a Box or Discrete action space, got {act_space}")
         self.obs_dim = int(np.prod(obs_space.shape))
-        self.act_dim = int(np.prod(act_space.shape))
-        self.act_shape = tuple(act_space.shape)
-        self.act_low = act_space.low.astype(np.float32).ravel()
-        self.act_high = act_space.high.astype(np.float32).ravel()
         self._make_nets(gen)
+
+    @property
+    def discrete(self) -> bool:
+        return self.n_actions > 0
 
     def _context_dim(self) -> int:
         return self.obs_dim * (2 if self.config.use_next_obs_in_context else 1) + self.act_dim + 1
@@ -458,8 +504,13 @@ class PEARLAgent:
         self.encoder = ContextEncoder(
             self._context_dim(), c.encoder_hidden_sizes, c.latent_size, c.use_information_bottleneck, gen
         )
-        self.policy = TanhGaussianPolicy(self.obs_dim + c.latent_size, c.hidden_sizes, self.act_dim, gen)
-        self.qf = TwinQ(sa_z, c.hidden_sizes, gen)
+        s_z = self.obs_dim + c.latent_size
+        if self.discrete:  # Q(s, z) has one output per action
+            self.policy = CategoricalPolicy(s_z, c.hidden_sizes, self.n_actions, gen)
+            self.qf = TwinQ(s_z, c.hidden_sizes, gen, out_dim=self.n_actions)
+        else:
+            self.policy = TanhGaussianPolicy(s_z, c.hidden_sizes, self.act_dim, gen)
+            self.qf = TwinQ(sa_z, c.hidden_sizes, gen)
         self.vf = MLP(self.obs_dim + c.latent_size, c.hidden_sizes, 1, gen)
         self.target_vf = MLP(self.obs_dim + c.latent_size, c.hidden_sizes, 1, gen)
         self.target_vf.load_state_dict(self.vf.state_dict())
@@ -479,11 +530,16 @@ class PEARLAgent:
         }
 
     # -------------------------------------------------------------------------- action scaling
-    def _to_env_action(self, a: np.ndarray) -> np.ndarray:
+    def _to_env_action(self, a: np.ndarray) -> Any:
+        """The agent's action (in [-1, 1], or one-hot) as the env's."""
+        if self.discrete:
+            return np.int64(self.act_start + int(np.argmax(a)))
         env_a = self.act_low + (a + 1.0) * 0.5 * (self.act_high - self.act_low)
         return np.clip(env_a, self.act_low, self.act_high).reshape(self.act_shape)
 
     def _from_env_action(self, a: Any) -> np.ndarray:
+        if self.discrete:
+            return np.eye(self.n_actions, dtype=np.float32)[int(a) - self.act_start]
         a = np.asarray(a, np.float32).ravel()
         return np.clip(2.0 * (a - self.act_low) / (self.act_high - self.act_low) - 1.0, -1.0, 1.0)
 
@@ -589,6 +645,8 @@ class PEARLAgent:
             "act_shape": list(self.act_shape),
             "act_low": self.act_low.tolist(),
             "act_high": self.act_high.tolist(),
+            "n_actions": self.n_actions,
+            "act_start": self.act_start,
         }
         (path / "config.json").write_text(json.dumps(meta, indent=1))
         state = {name: net.state_dict() for name, net in self._nets().items()}
@@ -613,7 +671,8 @@ class PEARLAgent:
         agent = cls(Config(**values))
         agent.obs_dim = meta["obs_dim"]
         agent.act_shape = tuple(meta["act_shape"])
-        agent.act_dim = int(np.prod(agent.act_shape))
+        agent.n_actions, agent.act_start = meta["n_actions"], meta["act_start"]
+        agent.act_dim = agent.n_actions if agent.discrete else int(np.prod(agent.act_shape))
         agent.act_low = np.asarray(meta["act_low"], np.float32)
         agent.act_high = np.asarray(meta["act_high"], np.float32)
         agent._make_nets(torch.Generator().manual_seed(0))
@@ -754,11 +813,16 @@ class _Trainer:
         z = z_task.repeat_interleave(c.batch_size, dim=0)
         zd = z.detach()  # the policy and V do not train the encoder
 
-        new_act, log_pi, pol_mean, pol_log_std = a.policy(torch.cat([obs, zd], -1), self.gen)
-        log_pi = log_pi.unsqueeze(-1)
+        s_zd = torch.cat([obs, zd], -1)
+        if a.discrete:
+            probs, log_probs = a.policy(s_zd)  # type: ignore[misc]
+            q = (a.qf(torch.cat([obs, z], -1)) * act).sum(-1, keepdim=True)  # Q(s, z)[a], a one-hot
+        else:
+            new_act, log_pi, pol_mean, pol_log_std = a.policy(s_zd, self.gen)
+            log_pi = log_pi.unsqueeze(-1)
+            q = a.qf(torch.cat([obs, act, z], -1))
 
         # critics and encoder: Bellman error (+ KL on the encoder)
-        q = a.qf(torch.cat([obs, act, z], -1))
         with torch.no_grad():
             target_v = a.target_vf(torch.cat([next_obs, z], -1))
             q_target = c.reward_scale * rew + (1.0 - term) * c.discount * target_v
@@ -771,9 +835,15 @@ class _Trainer:
         self.context_opt.step()
 
         # V: towards min Q(s, a~pi) - log pi (temperature 1; the reward scale sets the trade-off)
-        min_q_new = a.qf(torch.cat([obs, new_act, zd], -1)).min(0).values
-        v_pred = a.vf(torch.cat([obs, zd], -1))
-        vf_loss = F.mse_loss(v_pred, (min_q_new - log_pi).detach())
+        if a.discrete:  # exact expectations over the actions, as in discrete SAC
+            with torch.no_grad():
+                min_q_all = a.qf(s_zd).min(0).values
+            v_target = (probs * (min_q_all - log_probs)).sum(-1, keepdim=True)
+        else:
+            min_q_new = a.qf(torch.cat([obs, new_act, zd], -1)).min(0).values
+            v_target = min_q_new - log_pi
+        v_pred = a.vf(s_zd)
+        vf_loss = F.mse_loss(v_pred, v_target.detach())
         self.vf_opt.zero_grad()
         vf_loss.backward()
         self.vf_opt.step()
@@ -781,9 +851,12 @@ class _Trainer:
             torch._foreach_lerp_(list(a.target_vf.parameters()), list(a.vf.parameters()), c.soft_target_tau)
 
         # policy (its loss also sends gradients into Q; they are zeroed before Q's next step)
-        policy_loss = (log_pi - min_q_new).mean()
-        policy_loss = policy_loss + c.policy_mean_reg_weight * pol_mean.pow(2).mean()
-        policy_loss = policy_loss + c.policy_std_reg_weight * pol_log_std.pow(2).mean()
+        if a.discrete:
+            policy_loss = (probs * (log_probs - min_q_all)).sum(-1).mean()
+        else:
+            policy_loss = (log_pi - min_q_new).mean()
+            policy_loss = policy_loss + c.policy_mean_reg_weight * pol_mean.pow(2).mean()
+            policy_loss = policy_loss + c.policy_std_reg_weight * pol_log_std.pow(2).mean()
         self.policy_opt.zero_grad()
         policy_loss.backward()
         self.policy_opt.step()

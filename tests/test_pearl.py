@@ -20,11 +20,12 @@ from metabench.tasks import env_class
 from .helpers import RecordingLogger, budgeted_env_factory
 
 ENV_ID = "metabench/PointNav-v0"
+DISCRETE_ENV_ID = "metabench/Bandit-v0"
 
 
-def harness_env_factory(budget: int) -> tuple[EnvFactory, StepCounter]:
+def harness_env_factory(budget: int, env_id: str = ENV_ID) -> tuple[EnvFactory, StepCounter]:
     """The harness's own ``make_env``: budgeted, train tasks only, task info hidden."""
-    factory = budgeted_env_factory(ENV_ID, budget)
+    factory = budgeted_env_factory(env_id, budget)
     return factory, factory.counter
 
 
@@ -34,11 +35,11 @@ def smoke_config(**overrides) -> pearl.Config:
 
 
 def train_smoke(
-    seed: int = 0, budget: int = 2_000, **overrides
+    seed: int = 0, budget: int = 2_000, env_id: str = ENV_ID, **overrides
 ) -> tuple[pearl.PEARLAgent, StepCounter, RecordingLogger]:
     agent = pearl.make_agent(smoke_config(**overrides))
-    (factory, counter), log = harness_env_factory(budget), RecordingLogger()
-    agent.meta_train(factory, metabench.tasks(ENV_ID, "train"), Budget(budget), seed=seed, log=log)
+    (factory, counter), log = harness_env_factory(budget, env_id), RecordingLogger()
+    agent.meta_train(factory, metabench.tasks(env_id, "train"), Budget(budget), seed=seed, log=log)
     counter.close()  # raises if the agent stepped past the budget and swallowed the error
     return agent, counter, log
 
@@ -48,11 +49,16 @@ def smoke_agent() -> pearl.PEARLAgent:
     return train_smoke()[0]
 
 
+@pytest.fixture(scope="module")
+def discrete_agent() -> pearl.PEARLAgent:
+    return train_smoke(env_id=DISCRETE_ENV_ID, budget=1_000)[0]
+
+
 def run_trial(
-    agent, task, n_adapt: int = 2, n_eval: int = 1, seed: int = 0
+    agent, task, n_adapt: int = 2, n_eval: int = 1, seed: int = 0, env_id: str = ENV_ID
 ) -> tuple[list[float], list[np.ndarray]]:
     """The harness's trial loop: returns per-episode returns and every action taken."""
-    env = gym.make(ENV_ID)
+    env = gym.make(env_id)
     returns, actions = [], []
     agent.begin_trial()
     for episode in range(n_adapt + n_eval):
@@ -125,16 +131,36 @@ def test_meta_train_is_reproducible_under_its_seed() -> None:
     assert not np.array_equal(np.array(a), np.array(c))
 
 
-def test_discrete_action_space_is_refused() -> None:
-    class DiscreteEnv(gym.Env):
+def test_multi_discrete_action_space_is_refused() -> None:
+    class MultiDiscreteEnv(gym.Env):
         observation_space = gym.spaces.Box(-1, 1, (2,))
-        action_space = gym.spaces.Discrete(3)
+        action_space = gym.spaces.MultiDiscrete([3, 3])
 
     agent = pearl.make_agent(smoke_config())
-    with pytest.raises(TypeError, match="Box action space"):
+    with pytest.raises(TypeError, match="Box or Discrete action space"):
         agent.meta_train(
-            DiscreteEnv, metabench.tasks(ENV_ID, "train"), Budget(100), seed=0, log=RecordingLogger()
+            MultiDiscreteEnv, metabench.tasks(ENV_ID, "train"), Budget(100), seed=0, log=RecordingLogger()
         )
+
+
+def test_discrete_actions_are_the_envs_and_round_trip(tmp_path, discrete_agent) -> None:
+    """Discrete families (Bandit): categorical policy, Q(s, z) per action, one-hot actions in the
+    context; actions are the env's integers, and a loaded agent acts identically."""
+    assert discrete_agent.discrete and discrete_agent.act_dim == 5
+    assert isinstance(discrete_agent.policy, pearl.CategoricalPolicy)
+    space = gym.make(DISCRETE_ENV_ID).action_space
+    task = metabench.tasks(DISCRETE_ENV_ID, "test")[0]
+    _, actions = run_trial(discrete_agent, task, n_adapt=20, n_eval=5, env_id=DISCRETE_ENV_ID)
+    assert all(space.contains(int(a)) for a in actions)
+    row = discrete_agent.context[0]
+    assert row.shape == (1 + 5 + 1,) and row[1:6].sum() == 1.0  # (obs, one-hot action, reward)
+
+    discrete_agent.save(tmp_path / "pearl")
+    loaded = pearl.PEARLAgent.load(tmp_path / "pearl")
+    ret_a, act_a = run_trial(discrete_agent, task, n_adapt=20, n_eval=5, env_id=DISCRETE_ENV_ID)
+    ret_b, act_b = run_trial(loaded, task, n_adapt=20, n_eval=5, env_id=DISCRETE_ENV_ID)
+    np.testing.assert_array_equal(np.array(act_a), np.array(act_b))
+    assert ret_a == ret_b
 
 
 def test_bad_config_values_are_named() -> None:
