@@ -68,10 +68,10 @@ REFERENCES: Mapping[str, Mapping[str, Reference]] = MappingProxyType(
                     measured="2026-11-21: metabench evaluate agents/{random_agent,explicit_context}.py "
                     "--env metabench/PointNav-v0 --tier smoke --seeds 0-4",
                 ),
-                # 2026-11-21, seeds 0-4, budget 20 000 env steps: the records in leaderboards/ci/records.
+                # 2026-11-21, seeds 0-4, budget 100 000 env steps: the records in leaderboards/ci/records.
                 "ci": Reference(
                     random=-20.5440,
-                    oracle=-4.6065,
+                    oracle=-4.5211,
                     measured="2026-11-21: metabench evaluate agents/{random_agent,explicit_context}.py "
                     "--env metabench/PointNav-v0 --tier ci --seeds 0-4 --out leaderboards/ci/records",
                 ),
