@@ -410,8 +410,9 @@ def gaussian_kl_to_standard(mu: torch.Tensor, var: torch.Tensor) -> torch.Tensor
 # ---------------------------------------------------------------------------------- replay buffers
 class MultiTaskBuffer:
     """Per-task replay buffers (rlkit's ``MultiTaskReplayBuffer``) in one array, so that a meta-batch
-    is drawn with one gather. A row is ``[obs, action in [-1, 1], reward, next obs, terminated]``; each
-    task is a ring of ``capacity`` rows, allocated by doubling as it fills."""
+    is drawn with one gather. A row is ``[obs, action, reward, next obs, terminated]``, the action in
+    [-1, 1] (Box) or one-hot (Discrete); each task is a ring of ``capacity`` rows, allocated by
+    doubling as it fills."""
 
     def __init__(self, n_tasks: int, obs_dim: int, act_dim: int, capacity: int):
         self.obs_dim, self.act_dim, self.capacity = obs_dim, act_dim, capacity
@@ -487,7 +488,10 @@ class PEARLAgent:
             self.act_low = act_space.low.astype(np.float32).ravel()
             self.act_high = act_space.high.astype(np.float32).ravel()
         else:
-            raise TypeError(f"PEARL needs a Box or Discrete action space, got {act_space}")
+            raise TypeError(
+                f"PEARL needs a Box or Discrete action space, got {act_space}; MultiDiscrete, "
+                "MultiBinary and composite action spaces are not supported"
+            )
         self.obs_dim = int(np.prod(obs_space.shape))
         self._make_nets(gen)
 
