@@ -231,7 +231,7 @@ def stale_note(unit: Unit) -> str:
         notes.append("another version of the agent file")
     module = load_agent_module(unit.agent_path)
     config = _jsonable(
-        config_to_dict(build_config(module, unit.tier, unit.config_toml, unit.config_overrides))
+        config_to_dict(build_config(module, unit.tier, unit.config_toml, unit.config_overrides, unit.env_id))
     )
     if record["run"]["config"] != config:
         notes.append("another config")
@@ -618,7 +618,7 @@ def run(unit: Unit) -> dict[str, Any]:
 def _run(unit: Unit, state: _RunState, closers: list[Any]) -> None:
     check_tier(unit.tier)
     module = load_agent_module(unit.agent_path)
-    config = build_config(module, unit.tier, unit.config_toml, unit.config_overrides)
+    config = build_config(module, unit.tier, unit.config_toml, unit.config_overrides, unit.env_id)
     state.config = _jsonable(config_to_dict(config))
     cls = env_class(unit.env_id)
     state.budget = Budget(tier_budget(unit.env_id, unit.tier), unit.wall_clock_s)
@@ -818,10 +818,10 @@ def prepare_units(
         raise UsageError("no env id given: pass --env ID (see `metabench list`)")
     path = resolve_agent_path(agent_spec)
     module = load_agent_module(agent_spec)  # as given, so that errors name what the user typed
-    build_config(module, tier, config_toml, config_overrides)
     for env_id in env_ids:
         env_class(env_id)
         tier_budget(env_id, tier)
+        build_config(module, tier, config_toml, config_overrides, env_id)
     return [
         Unit(
             agent_spec=agent_spec,

@@ -2,8 +2,10 @@
 
 An agent file (``agents/rl2.py``, ``~/my_agent.py``) defines a config dataclass, ``make_agent(config)``
 returning a :class:`MetaAgent`, and optionally ``TIERS``, a mapping of tier name to config overrides
-(e.g. smaller networks at the ``smoke`` tier). The harness builds the config as: dataclass defaults,
-then ``TIERS[tier]``, then a TOML file, then ``--config key=value`` pairs.
+(e.g. smaller networks at the ``smoke`` tier), and ``ENV_TIERS``, env id -> tier name -> overrides for
+one family (as the papers ship one config per environment). The harness builds the config as:
+dataclass defaults, then ``TIERS[tier]``, then ``ENV_TIERS[env_id][tier]``, then a TOML file, then
+``--config key=value`` pairs. The resolved config goes into every record.
 
 One protocol serves every way of adapting: gradient steps (MAML), memory across episodes (RL²),
 posterior inference over a context (PEARL) and none (baselines).
@@ -201,11 +203,15 @@ def build_config(
     tier: str,
     toml: Mapping[str, Any] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    env_id: str | None = None,
 ) -> Any:
-    """Config defaults, then ``TIERS[tier]``, then ``toml``, then ``overrides`` (strings coerced)."""
+    """Config defaults, then ``TIERS[tier]``, then ``ENV_TIERS[env_id][tier]`` (when ``env_id`` is
+    given), then ``toml``, then ``overrides`` (strings coerced)."""
     cls = config_class(module)
     values: dict[str, Any] = {}
     values.update(getattr(module, "TIERS", {}).get(tier, {}))
+    if env_id is not None:
+        values.update(getattr(module, "ENV_TIERS", {}).get(env_id, {}).get(tier, {}))
     values.update(toml or {})
     values.update(overrides or {})
     if cls is None:

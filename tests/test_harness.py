@@ -277,3 +277,41 @@ def test_prepare_units_checks_input_before_running(tmp_path: Path) -> None:
     with pytest.raises(harness.AgentError, match="unknown config key"):
         harness.prepare_units(agent, [POINT], "smoke", [0], tmp_path, config_overrides={"nope": "1"})
     assert not (tmp_path / "out").exists()
+
+
+def test_config_layers_apply_in_order() -> None:
+    """Defaults < TIERS[tier] < ENV_TIERS[env][tier] < TOML < --config; ENV_TIERS only for its env."""
+    import dataclasses
+    import types
+
+    from metabench.protocol import build_config
+
+    @dataclasses.dataclass
+    class Config:
+        a: int = 0
+        b: int = 0
+        c: int = 0
+        d: int = 0
+
+    module = types.ModuleType("layered_agent")
+    module.Config = Config
+    module.make_agent = lambda config: None
+    module.TIERS = {"ci": {"a": 1, "b": 1, "c": 1, "d": 1}}
+    module.ENV_TIERS = {POINT: {"ci": {"b": 2, "c": 2, "d": 2}}}
+    layered = build_config(module, "ci", toml={"c": 3, "d": 3}, overrides={"d": "4"}, env_id=POINT)
+    assert dataclasses.astuple(layered) == (1, 2, 3, 4)
+    assert dataclasses.astuple(build_config(module, "ci", env_id="metabench/Bandit-v0")) == (1, 1, 1, 1)
+    assert dataclasses.astuple(build_config(module, "smoke", env_id=POINT)) == (0, 0, 0, 0)
+
+
+@pytest.mark.parametrize("agent", ["random_agent", "no_context", "explicit_context", "rl2", "maml", "pearl"])
+def test_reference_agents_env_tiers_name_real_envs_and_tiers(agent: str) -> None:
+    from metabench.protocol import build_config, load_agent_module
+    from metabench.tasks import metabench_ids
+
+    module = load_agent_module(str(Path(__file__).parents[1] / "agents" / f"{agent}.py"))
+    for env_id, tiers in getattr(module, "ENV_TIERS", {}).items():
+        assert env_id in metabench_ids(), env_id
+        assert set(tiers) <= set(harness.TIER_NAMES), (env_id, set(tiers))
+        for tier in tiers:
+            build_config(module, tier, env_id=env_id)  # every key is a config field
