@@ -46,6 +46,7 @@ traceback, and whatever was measured before); :func:`run_unit` writes it like an
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import datetime as dt
 import hashlib
@@ -229,6 +230,9 @@ def stale_note(unit: Unit) -> str:
     notes = []
     if record["provenance"]["agent_sha256"] != file_sha256(unit.agent_path):
         notes.append("another version of the agent file")
+    recorded = record["provenance"].get("agent_imports_sha256")
+    if recorded is not None and recorded != agent_imports_sha256(unit.agent_path):
+        notes.append("another version of a module the agent imports")
     module = load_agent_module(unit.agent_path)
     config = _jsonable(
         config_to_dict(build_config(module, unit.tier, unit.config_toml, unit.config_overrides, unit.env_id))
@@ -492,16 +496,78 @@ def package_versions() -> dict[str, str]:
 
 def file_sha256(spec: str) -> str:
     """sha256 of the agent's source file ("" if it cannot be found)."""
+    path = _source_path(spec)
+    return "" if path is None else hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def agent_imports_sha256(spec: str) -> dict[str, str]:
+    """sha256 of every module file the agent's source imports, transitively, from ``metabench.agents``
+    or from the agent file's own folder: code that is the agent's without being in its file
+    (``explicit_context`` runs ``no_context``'s learner; ``rl2``, ``maml`` and ``random_agent`` share
+    ``agents/common``). Keyed by module name; ``{}`` when there are none or the source is not found."""
+    root = _source_path(spec)
+    if root is None:
+        return {}
+    found: dict[str, str] = {}
+    todo = [root]
+    seen = {root}
+    while todo:
+        path = todo.pop()
+        for name in _imported_names(path):
+            dep = _local_module(name, root.parent)
+            if dep is None or dep in seen:
+                continue
+            seen.add(dep)
+            found[name] = hashlib.sha256(dep.read_bytes()).hexdigest()
+            todo.append(dep)
+    return dict(sorted(found.items()))
+
+
+def _source_path(spec: str) -> Path | None:
     path = Path(spec).expanduser()
-    if not path.is_file():
+    if path.is_file():
+        return path.resolve()
+    try:
+        found = importlib.util.find_spec(spec)
+    except (ImportError, ValueError):
+        return None
+    if found is None or not found.origin or not Path(found.origin).is_file():
+        return None
+    return Path(found.origin).resolve()
+
+
+def _imported_names(path: Path) -> list[str]:
+    """Absolute module names a source file imports (``from a.b import c`` gives ``a.b`` and
+    ``a.b.c``: c may be a submodule)."""
+    try:
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+    except (SyntaxError, ValueError, OSError):
+        return []
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.append(node.module)
+            names += [f"{node.module}.{a.name}" for a in node.names if a.name != "*"]
+    return names
+
+
+def _local_module(name: str, agent_dir: Path) -> Path | None:
+    """The file of module ``name`` if it is part of ``metabench.agents`` or sits in ``agent_dir``."""
+    if name == "metabench.agents" or name.startswith("metabench.agents."):
         try:
-            found = importlib.util.find_spec(spec)
+            spec = importlib.util.find_spec(name)
         except (ImportError, ValueError):
-            found = None
-        if found is None or not found.origin or not Path(found.origin).is_file():
-            return ""
-        path = Path(found.origin)
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+            return None
+        if spec is None or not spec.origin or not Path(spec.origin).is_file():
+            return None
+        return Path(spec.origin).resolve()
+    base = agent_dir.joinpath(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate.resolve()
+    return None
 
 
 # ---------------------------------------------------------------------------------------- the run
@@ -558,6 +624,7 @@ class _RunState:
                 "python": platform.python_version(),
                 "host": socket.gethostname(),
                 "agent_sha256": file_sha256(u.agent_path),
+                "agent_imports_sha256": agent_imports_sha256(u.agent_path),
                 "split_hashes": self.split_hashes,
                 "env_kwargs": self.env_kwargs,
                 "budget": {"env_steps": int(self.budget.env_steps), "wall_clock_s": self.budget.wall_clock_s},

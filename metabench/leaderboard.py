@@ -786,6 +786,58 @@ def verify(committed_dir: str | Path, new: Sequence[str | Path]) -> int:
     return 1 if failed else 0
 
 
+# -------------------------------------------------------------------------------------- provenance
+def check_provenance(records_dir: str | Path) -> int:
+    """Check that every record was made by the agent code now in the checkout, from a clean one.
+
+    Per record: ``agent_sha256`` equals the sha256 of the file at ``run.agent_spec`` (resolved from
+    the working directory, as ``metabench evaluate`` was run), ``agent_imports_sha256`` equals that of
+    the modules the agent imports now (a record without it passes only if the agent imports none),
+    and ``git_dirty`` is false. Prints each stale record and a summary; returns 0 if all pass, else 1.
+    """
+    from metabench.harness import agent_imports_sha256, file_sha256  # the harness imports torch, gym
+
+    paths = sorted(q for q in Path(records_dir).rglob("*.json") if not q.name.startswith("."))
+    if not paths:
+        print(f"provenance: no records in {records_dir}", file=sys.stderr)
+        return 1
+    stale: dict[str, list[str]] = {}
+    for path in paths:
+        record = load_record(path)
+        spec, prov = record["run"]["agent_spec"], record["provenance"]
+        problems = []
+        current = file_sha256(spec)
+        if not current:
+            problems.append(f"its agent file {spec} is not found")
+        elif prov["agent_sha256"] != current:
+            problems.append(f"{spec} changed since")
+        imports = agent_imports_sha256(spec)
+        recorded = prov.get("agent_imports_sha256")
+        if recorded is None and imports:
+            problems.append(f"it predates recording the agent's imports ({', '.join(imports)})")
+        elif recorded is not None and recorded != imports:
+            changed = sorted(k for k in set(recorded) | set(imports) if recorded.get(k) != imports.get(k))
+            problems.append(f"imported module(s) changed since: {', '.join(changed)}")
+        if prov["git_dirty"] is not False:
+            dirty = prov["git_dirty"]
+            problems.append(f"it was made from a checkout with uncommitted changes (git_dirty {dirty})")
+        if problems:
+            stale.setdefault(spec, []).append(f"{path}: {'; '.join(problems)}")
+    for spec, lines in stale.items():
+        for line in lines:
+            print(f"STALE {line}")
+        print(
+            f"provenance: {len(lines)} record(s) of {spec} are stale: commit, then regenerate them with "
+            f"`metabench evaluate {spec} --env ... --tier ... --seeds ... --force` (or `make leaderboard "
+            "LEADERBOARD_FLAGS=--force`)",
+            file=sys.stderr,
+        )
+    n_stale = sum(map(len, stale.values()))
+    n_ok = len(paths) - n_stale
+    print(f"provenance: {n_ok} of {len(paths)} record(s) made by the agent code in this checkout")
+    return 1 if stale else 0
+
+
 def _cli(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m metabench.leaderboard", description=__doc__.split("\n")[0]
@@ -798,10 +850,14 @@ def _cli(argv: Sequence[str] | None = None) -> int:
     p = sub.add_parser("verify", help="check rerun records against the committed runs' single-run bands")
     p.add_argument("committed_dir", help="committed records, e.g. leaderboards/ci/records")
     p.add_argument("new", nargs="+", help="rerun record files or directories")
+    p = sub.add_parser("provenance", help="check the records were made by the agent code in this checkout")
+    p.add_argument("records_dir", help="e.g. leaderboards/ci/records")
     args = parser.parse_args(argv)
     try:
         if args.command == "render":
             return main(args.records_dir, args.out, args.check)
+        if args.command == "provenance":
+            return check_provenance(args.records_dir)
         return verify(args.committed_dir, args.new)
     except RecordError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -7,15 +7,17 @@ A record is a plain JSON object (schema ``"metabench.record/1"``)::
      "status": "ok" | "error",
      "run": {"agent", "agent_spec", "env_id", "tier", "seed", "oracle", "config"},
      "provenance": {"metabench_version", "git_commit", "git_dirty", "packages", "python", "host",
-                    "agent_sha256", "split_hashes", "env_kwargs", "budget": {"env_steps", "wall_clock_s"},
-                    "env_steps_used", "wall_time_s", "started"},
+                    "agent_sha256", "agent_imports_sha256" (optional), "split_hashes", "env_kwargs",
+                    "budget": {"env_steps", "wall_clock_s"}, "env_steps_used", "wall_time_s", "started"},
      "protocol": {"n_adapt", "n_eval", "success_rule", "train_sample"},
      "meta_train_curve": {"env_steps": [int, ...], <scalar>: [float | null, ...], ...},
      "episodes": {"split", "task_index", "episode", "phase", "return", "success", "length"},
      "error": null | {"type", "message", "traceback"}
     }
 
-``meta_train_curve`` and ``episodes`` are columnar: every column of one has the same length.
+``agent_sha256`` is the agent file's; ``agent_imports_sha256`` maps each module the agent imports
+from ``metabench.agents`` or its own folder to its file's sha256 (absent in records made before it
+existed). ``meta_train_curve`` and ``episodes`` are columnar: every column of one has the same length.
 ``episodes`` holds one entry per meta-test episode; ``split`` is a test split name or
 ``"train-sample"`` (the fixed sample of train tasks), ``phase`` is ``"adapt"`` or ``"eval"``,
 ``success`` is null where the family defines no success. An error record has the same shape and
@@ -190,7 +192,9 @@ def validate_record(record: Any, where: str = "<record>") -> None:
         _check(prov, key, _is_str, "a string", where, "provenance.")
     _check(prov, "git_commit", _opt_str, "a string or null", where, "provenance.")
     _check(prov, "git_dirty", _opt_bool, "true, false or null", where, "provenance.")
-    for key in ("packages", "split_hashes"):
+    for key in ("packages", "split_hashes", "agent_imports_sha256"):
+        if key == "agent_imports_sha256" and key not in prov:
+            continue  # optional: records made before it was recorded lack it
         d = _obj(prov, key, where, "provenance.")
         for k, v in d.items():
             if not isinstance(v, str):

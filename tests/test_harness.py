@@ -315,3 +315,25 @@ def test_reference_agents_env_tiers_name_real_envs_and_tiers(agent: str) -> None
         assert set(tiers) <= set(harness.TIER_NAMES), (env_id, set(tiers))
         for tier in tiers:
             build_config(module, tier, env_id=env_id)  # every key is a config field
+
+
+def test_agent_imports_are_hashed_transitively() -> None:
+    """explicit_context runs no_context's learner; rl2, maml and random share agents/common: records
+    carry the sha256 of those files too."""
+    import hashlib
+
+    from metabench.harness import agent_imports_sha256
+
+    agents = Path(__file__).resolve().parents[1] / "agents"
+
+    def sha(name: str) -> str:
+        return hashlib.sha256((agents / name).read_bytes()).hexdigest()
+
+    oracle = agent_imports_sha256(str(agents / "explicit_context.py"))
+    assert oracle == {"metabench.agents.no_context": sha("no_context.py")}
+    for name in ("rl2", "maml", "random_agent"):
+        assert agent_imports_sha256(str(agents / f"{name}.py")) == {
+            "metabench.agents.common.spaces": sha("common/spaces.py")
+        }
+    assert agent_imports_sha256(str(agents / "pearl.py")) == {}
+    assert agent_imports_sha256("no/such/agent.py") == {}

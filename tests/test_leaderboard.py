@@ -267,3 +267,46 @@ def test_empty_interval_is_shown_as_a_point():
     assert leaderboard.fmt_ci(e) == "0.50"
     assert leaderboard.fmt_ci(leaderboard.stats.Estimate(math.nan, math.nan, math.nan)) == "—"
     assert leaderboard.fmt_ci(leaderboard.stats.Estimate(-0.001, -0.02, 0.0)) == "0.00 [-0.02, 0.00]"
+
+
+def test_provenance_flags_records_of_changed_agent_code(tmp_path: Path, monkeypatch, capsys):
+    """A record passes when its agent file and the modules it imports are unchanged and the checkout
+    was clean; editing the file or a helper it imports, or a dirty checkout, makes it stale."""
+    from metabench.harness import agent_imports_sha256, file_sha256
+
+    work = tmp_path / "work"
+    (work / "agents").mkdir(parents=True)
+    agent, helper = work / "agents" / "mine.py", work / "agents" / "mine_helpers.py"
+    helper.write_text("SIZE = 64\n")
+    agent.write_text("from mine_helpers import SIZE\n\n\ndef make_agent(config):\n    return None\n")
+    monkeypatch.chdir(work)  # agent_spec is relative, as `metabench evaluate agents/mine.py` writes it
+    record = make_record("mine", 0, -10.0)
+    record["provenance"].update(
+        agent_sha256=file_sha256("agents/mine.py"),
+        agent_imports_sha256=agent_imports_sha256("agents/mine.py"),
+        git_dirty=False,
+    )
+    assert list(record["provenance"]["agent_imports_sha256"]) == ["mine_helpers"]
+    path = write(tmp_path / "records", record)
+    assert leaderboard.check_provenance(tmp_path / "records") == 0
+    assert "1 of 1 record(s)" in capsys.readouterr().out
+
+    helper.write_text("SIZE = 128\n")
+    assert leaderboard.check_provenance(tmp_path / "records") == 1
+    assert "imported module(s) changed since: mine_helpers" in capsys.readouterr().out
+    helper.write_text("SIZE = 64\n")
+    agent.write_text(agent.read_text() + "# edited\n")
+    assert leaderboard.check_provenance(tmp_path / "records") == 1
+    out, err = capsys.readouterr()
+    assert "agents/mine.py changed since" in out and "regenerate" in err
+    agent.write_text(agent.read_text().replace("# edited\n", ""))
+    record["provenance"]["git_dirty"] = True
+    write_record_atomic(path, record)
+    assert leaderboard.check_provenance(tmp_path / "records") == 1
+    assert "uncommitted changes" in capsys.readouterr().out
+    # a record without the imports field passes only for an agent that imports nothing of its own
+    del record["provenance"]["agent_imports_sha256"]
+    record["provenance"]["git_dirty"] = False
+    write_record_atomic(path, record)
+    assert leaderboard.check_provenance(tmp_path / "records") == 1
+    assert "predates recording the agent's imports" in capsys.readouterr().out
