@@ -524,11 +524,14 @@ def agent_imports_sha256(spec: str) -> dict[str, str]:
 
 
 def _source_path(spec: str) -> Path | None:
+    """The file of an agent given as a path or as a module name."""
     path = Path(spec).expanduser()
-    if path.is_file():
-        return path.resolve()
+    return path.resolve() if path.is_file() else _module_file(spec)
+
+
+def _module_file(name: str) -> Path | None:
     try:
-        found = importlib.util.find_spec(spec)
+        found = importlib.util.find_spec(name)
     except (ImportError, ValueError):
         return None
     if found is None or not found.origin or not Path(found.origin).is_file():
@@ -556,13 +559,7 @@ def _imported_names(path: Path) -> list[str]:
 def _local_module(name: str, agent_dir: Path) -> Path | None:
     """The file of module ``name`` if it is part of ``metabench.agents`` or sits in ``agent_dir``."""
     if name == "metabench.agents" or name.startswith("metabench.agents."):
-        try:
-            spec = importlib.util.find_spec(name)
-        except (ImportError, ValueError):
-            return None
-        if spec is None or not spec.origin or not Path(spec.origin).is_file():
-            return None
-        return Path(spec.origin).resolve()
+        return _module_file(name)
     base = agent_dir.joinpath(*name.split("."))
     for candidate in (base.with_suffix(".py"), base / "__init__.py"):
         if candidate.is_file():
