@@ -4,9 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# Headless MuJoCo rendering through OSMesa (Debian: libosmesa6; .ci/run installs it).
-export MUJOCO_GL ?= osmesa
-export PYOPENGL_PLATFORM ?= osmesa
+# No MUJOCO_GL here: `import metabench` chooses osmesa, egl or disable by what this machine has
+# (metabench/gl.py), and a MUJOCO_GL set by the user wins.
 # Two cores here: keep torch from oversubscribing them under pytest-xdist.
 export OMP_NUM_THREADS ?= 1
 

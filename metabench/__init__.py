@@ -5,8 +5,13 @@
 imports it on demand.
 """
 
-from metabench.registration import register_envs
-from metabench.tasks import Param, Task, TaskError, TaskFamily, split_hash, split_names, tasks
+from metabench.gl import choose_backend
+
+# First: MuJoCo reads MUJOCO_GL once, when something imports it (metabench/gl.py says what is chosen).
+choose_backend()
+
+from metabench.registration import register_envs  # noqa: E402
+from metabench.tasks import Param, Task, TaskError, TaskFamily, split_hash, split_names, tasks  # noqa: E402
 
 __version__ = "0.1.0"
 

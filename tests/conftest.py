@@ -1,16 +1,18 @@
-"""Shared fixtures. Headless rendering goes through OSMesa unless the caller chose a backend."""
+"""Shared fixtures. Rendering uses the OpenGL backend metabench.gl chooses (osmesa, egl or disable)
+unless the caller set MUJOCO_GL; rendering tests skip with the reason when it is disable."""
 
 from __future__ import annotations
 
 import os
 
-os.environ.setdefault("MUJOCO_GL", "osmesa")
-os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
+from metabench.gl import choose_backend
+
+choose_backend()  # before anything imports mujoco; pytest-xdist workers inherit the choice
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import gymnasium as gym
+import gymnasium as gym  # noqa: E402
 
-import metabench  # noqa: F401  (registers the ids)
+import metabench  # noqa: E402, F401  (registers the ids)
 
 
 def quick_test_ids() -> list[str]:

@@ -13,6 +13,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import metabench
+from metabench.gl import rendering_unavailable
 from metabench.tasks import SPLIT_NAMES, Task, TaskError, env_class, split_digest
 from metabench.wrappers import ExplicitContext
 
@@ -46,6 +47,9 @@ def assert_same(a: list, b: list) -> None:
 @functools.cache
 def gl_unavailable() -> str | None:
     """Why rendering cannot work here, or None. Needs an OpenGL backend (OSMesa on Debian: libosmesa6)."""
+    reason = rendering_unavailable()  # MUJOCO_GL=disable: metabench.gl found no backend
+    if reason:
+        return reason
     try:
         env = gym.make("metabench/HalfCheetahVel-v0", render_mode="rgb_array")
         env.reset(seed=0)
