@@ -3,21 +3,21 @@
 ``oracle = True`` tells the harness to wrap this agent's envs, at meta-training and meta-test alike,
 in :class:`metabench.wrappers.ExplicitContext`, which appends the acting task's parameters
 (normalised to [-1, 1]) to the observation. Everything else, the SB3 learner (SAC for Box actions, PPO
-for Discrete), its config, its tiers, save and load, is :mod:`metabench.agents.no_context`'s, so the
-two baselines differ in one thing only: whether the policy sees the task. It is the upper reference of
-every family's normalised score (``metabench.references``), and the leaderboard marks it as an oracle.
+for Discrete), its config, save and load, is :mod:`metabench.agents.no_context`'s, and its tier
+settings are the same values, so the two baselines differ in one thing only: whether the policy sees
+the task. It is the upper reference of every family's normalised score (``metabench.references``),
+and the leaderboard marks it as an oracle.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from metabench.agents.no_context import TIERS as NO_CONTEXT_TIERS
 from metabench.agents.no_context import Config, NoContextAgent
 
-__all__ = ["TIERS", "Config", "ExplicitContextAgent", "make_agent"]
+__all__ = ["Config", "ExplicitContextAgent", "make_agent"]
 
-TIERS: dict[str, dict[str, Any]] = NO_CONTEXT_TIERS
+# Tier settings: agents/hyperparams/explicit_context.toml, the same as no_context.toml.
 
 
 class ExplicitContextAgent(NoContextAgent):

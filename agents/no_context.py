@@ -68,22 +68,7 @@ class Config:
     device: str = "cpu"
 
 
-#: Tier overrides (metabench.protocol.build_config applies them over the defaults).
-TIERS: dict[str, dict[str, Any]] = {
-    "smoke": {
-        "net_arch": (32, 32),
-        "learning_starts": 100,
-        "batch_size": 64,
-        "train_freq": 4,
-        "n_steps": 128,
-        "log_every": 200,
-    },
-    # SAC: one gradient step per 10 env steps, 10k steps on PointNav's 100k-step ci budget; measured
-    # on PointNav (seed 0) against 0.5 per env step on a 20k budget (the same 10k gradient steps):
-    # final return -15.28 vs -15.91 without context, -4.54 vs -4.60 with it (the oracle)
-    "ci": {"train_freq": 20, "gradient_steps": 2, "learning_starts": 1_000, "log_every": 5_000},
-    "standard": {"net_arch": (256, 256), "buffer_size": 1_000_000, "log_every": 10_000},
-}
+# Tier settings: agents/hyperparams/no_context.toml (metabench.protocol.build_config).
 
 ALGOS: dict[str, type[BaseAlgorithm]] = {"sac": SAC, "ppo": PPO}
 

@@ -19,7 +19,7 @@ takes ``z`` and the critic's gradient must reach the encoder, which SB3's polici
   3 x 200), meta-batch 16 tasks, RL batch 256 per task, context batch 64 per task, Adam 3e-4
   everywhere, discount 0.99, tau 0.005, reward scale 5, KL weight 0.1, policy mean/log-std L2
   regularisation 1e-3, 500 iterations of: 5 tasks sampled, 400 prior + 400 extra-RL posterior steps
-  each, then 2000 gradient steps; 2000 initial steps per train task. ``TIERS["standard"]`` is
+  each, then 2000 gradient steps; 2000 initial steps per train task. The standard tier is
   ``configs/cheetah-vel.json`` (2000 initial, 400 prior, 600 extra-RL posterior steps, context batch
   100, two exploration episodes at meta-test).
 * The context is ``(s, a, r)``: ``use_next_obs_in_context=False`` is the official default (only the
@@ -76,7 +76,7 @@ PEARL's sampled ``z``) and the mean action: evaluation episodes should exploit w
 * Tasks whose buffers are still empty (a budget smaller than the initial collection) are not drawn
   into meta-batches.
 * No recurrent encoder (rlkit's ``--rnn`` option) and so no ``embedding_mini_batch_size``.
-* ``TIERS["ci"]`` is far smaller than the paper, so that a ci run (meta-training, then meta-test)
+* The ci tier is far smaller than the paper, so that a ci run (meta-training, then meta-test)
   takes about 100 s of one CPU core: two hidden layers of 64 units everywhere,
   meta-batch 8 tasks x 32 transitions, context batch 32, 2 initial episodes per task, 2 prior and 2
   extra-RL posterior episodes for each of 5 tasks per iteration and 400 gradient steps per iteration
@@ -87,9 +87,9 @@ PEARL's sampled ``z``) and the mean action: evaluation episodes should exploit w
   (discount 0.99, reward scale 100) a first ci setting had not learnt to adapt after 4k gradient
   steps, its critic far from the ~-10^4 values those settings converge to. The KL
   weight stays 0.1. The ci values are tuned for PointNav; other families get their own in
-  ``ENV_TIERS`` (as PEARL ships one config per environment: reward scale 100 for the point robot, 5
-  for the MuJoCo tasks).
-* ``ENV_TIERS["metabench/TabularMDP-v0"]["ci"]``: latent 50, discount 0.5, 70 iterations (48k of its
+  ``agents/hyperparams/pearl.toml`` (as PEARL ships one config per environment: reward scale 100
+  for the point robot, 5 for the MuJoCo tasks).
+* TabularMDP at ci: latent 50, discount 0.5, 70 iterations (48k of its
   50k steps). A TabularMDP task is 50 reward means and 500 transition probabilities: 5 latent
   dimensions cannot hold what the trial reveals (one per (s, a) reward mean can), and with 10-step
   episodes and per-(s, a) rewards a short horizon is most of the value. Measured on seed 0 (mean
@@ -98,7 +98,7 @@ PEARL's sampled ``z``) and the mean action: evaluation episodes should exploit w
   iterations 12.81, from 9.28 in episode 0.
 * The two Q-functions are evaluated as one batched network (:class:`TwinQ`), with one Adam over both
   (the same as two Adams: Adam is per parameter).
-* ``TIERS["standard"]`` keeps PEARL's network sizes and batch sizes: ~0.7M gradient steps of
+* The standard tier keeps PEARL's network sizes and batch sizes: ~0.7M gradient steps of
   16 x 256 transitions through 300-unit networks, which wants a GPU (``device="auto"`` takes CUDA
   when there is one); on one core of this machine a gradient step took 0.57 s (measured), ~110 h.
 
@@ -198,60 +198,7 @@ class Config:
     generators either way, so a run's draws do not depend on the device."""
 
 
-#: Tier overrides (``metabench.protocol.build_config`` applies them over the defaults).
-TIERS: dict[str, dict[str, Any]] = {
-    # seconds: tiny nets, one episode per task up front, a few short iterations
-    "smoke": {
-        "hidden_sizes": (32, 32),
-        "encoder_hidden_sizes": (32, 32),
-        "meta_batch": 4,
-        "num_iterations": 3,
-        "num_initial_steps": 20,
-        "num_tasks_sample": 2,
-        "num_steps_prior": 20,
-        "num_extra_rl_steps_posterior": 20,
-        "num_train_steps_per_itr": 5,
-        "batch_size": 32,
-        "embedding_batch_size": 16,
-    },
-    # about two minutes of one core: 20k env steps on PointNav (see the module docstring):
-    # small nets and batches, one gradient step per env step, a shorter horizon and reward scale
-    "ci": {
-        "hidden_sizes": (64, 64),
-        "encoder_hidden_sizes": (64, 64),
-        "meta_batch": 8,
-        "batch_size": 32,
-        "embedding_batch_size": 32,
-        "num_iterations": 42,
-        "num_initial_steps": 40,
-        "num_tasks_sample": 5,
-        "num_steps_prior": 40,
-        "num_extra_rl_steps_posterior": 40,
-        "num_train_steps_per_itr": 400,
-        "discount": 0.9,
-        "reward_scale": 10.0,
-        "policy_lr": 3e-3,
-        "qf_lr": 3e-3,
-        "vf_lr": 3e-3,
-        "context_lr": 3e-3,
-        "log_every": 2,
-    },
-    # PEARL's configs/cheetah-vel.json (HalfCheetahVel); needs a GPU or a lot of CPU time
-    "standard": {
-        "num_initial_steps": 2000,
-        "num_steps_prior": 400,
-        "num_steps_posterior": 0,
-        "num_extra_rl_steps_posterior": 600,
-        "num_exp_traj_eval": 2,
-        "embedding_batch_size": 100,
-        "log_every": 5,
-    },
-}
-
-#: Per-family tier overrides, applied over ``TIERS`` (see the module docstring for the measurements).
-ENV_TIERS: dict[str, dict[str, dict[str, Any]]] = {
-    "metabench/TabularMDP-v0": {"ci": {"latent_size": 50, "discount": 0.5, "num_iterations": 70}},
-}
+# Tier and per-family settings: agents/hyperparams/pearl.toml (metabench.protocol.build_config).
 
 
 def check_config(config: Config) -> None:

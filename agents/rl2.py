@@ -112,19 +112,7 @@ class Config:
     device: str = "cpu"
 
 
-#: Tier overrides (metabench.protocol.build_config applies them over the defaults).
-TIERS: dict[str, dict[str, Any]] = {
-    "smoke": {"lstm_hidden_size": 16, "n_envs": 2, "n_epochs": 2, "log_every": 500},
-    "ci": {
-        "lstm_hidden_size": 64,
-        "n_envs": 8,
-        "learning_rate": 3e-3,
-        "gamma": 0.9,
-        "gae_lambda": 0.5,
-        "log_every": 5_000,
-    },
-    "standard": {},
-}
+# Tier settings: agents/hyperparams/rl2.toml (metabench.protocol.build_config).
 
 
 # ------------------------------------------------------------------------------ input encoding

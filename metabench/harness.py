@@ -71,6 +71,7 @@ from gymnasium import spaces
 
 import metabench
 from metabench.protocol import (
+    HYPERPARAMS_DIR,
     TIER_NAMES,
     AgentError,
     Budget,
@@ -504,11 +505,16 @@ def agent_imports_sha256(spec: str) -> dict[str, str]:
     """sha256 of every module file the agent's source imports, transitively, from ``metabench.agents``
     or from the agent file's own folder: code that is the agent's without being in its file
     (``explicit_context`` runs ``no_context``'s learner; ``rl2``, ``maml`` and ``random_agent`` share
-    ``agents/common``). Keyed by module name; ``{}`` when there are none or the source is not found."""
+    ``agents/common``). Keyed by module name; ``{}`` when there are none or the source is not found.
+    The agent's hyperparameter file (``hyperparams/<stem>.toml``, :func:`metabench.protocol.hyperparams_path`)
+    is part of its code too: keyed by that relative path."""
     root = _source_path(spec)
     if root is None:
         return {}
     found: dict[str, str] = {}
+    hyperparams = root.parent / HYPERPARAMS_DIR / f"{root.stem}.toml"
+    if hyperparams.is_file():
+        found[f"{HYPERPARAMS_DIR}/{hyperparams.name}"] = hashlib.sha256(hyperparams.read_bytes()).hexdigest()
     todo = [root]
     seen = {root}
     while todo:

@@ -1,11 +1,22 @@
 """The agent protocol: what every meta-RL agent exposes to the harness.
 
 An agent file (``agents/rl2.py``, ``~/my_agent.py``) defines a config dataclass, ``make_agent(config)``
-returning a :class:`MetaAgent`, and optionally ``TIERS``, a mapping of tier name to config overrides
-(e.g. smaller networks at the ``smoke`` tier), and ``ENV_TIERS``, env id -> tier name -> overrides for
-one family (as the papers ship one config per environment). The harness builds the config as:
-dataclass defaults, then ``TIERS[tier]``, then ``ENV_TIERS[env_id][tier]``, then a TOML file, then
-``--config key=value`` pairs. The resolved config goes into every record.
+returning a :class:`MetaAgent`, and optionally a hyperparameter file beside it,
+``hyperparams/<agent file stem>.toml`` (as rl-baselines3-zoo keeps ``hyperparams/<algo>.yml``): one
+table per tier of config overrides (e.g. smaller networks at ``smoke``), and inside it one table per
+env id for a family that needs its own values at that tier (as the papers ship one config per
+environment)::
+
+    [ci]                          # tier-wide
+    hidden_sizes = [64, 64]
+    [ci."metabench/TabularMDP-v0"] # this family at this tier, over the tier-wide values
+    latent_size = 50
+
+An agent may instead (or as well) define ``TIERS`` (tier -> overrides) and ``ENV_TIERS`` (env id ->
+tier -> overrides) in its module. The harness builds the config as: dataclass defaults, then
+``TIERS[tier]``, then the file's ``[tier]``, then ``ENV_TIERS[env_id][tier]``, then the file's
+``[tier."env_id"]``, then a user TOML file, then ``--config key=value`` pairs. The resolved config
+goes into every record, and the hyperparameter file's sha256 into its provenance.
 
 One protocol serves every way of adapting: gradient steps (MAML), memory across episodes (RL²),
 posterior inference over a context (PEARL) and none (baselines).
@@ -14,6 +25,7 @@ posterior inference over a context (PEARL) and none (baselines).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import importlib
 import importlib.util
@@ -31,6 +43,8 @@ import numpy as np
 from metabench.tasks import Task
 
 TIER_NAMES: tuple[str, ...] = ("smoke", "ci", "standard")
+#: Where an agent's hyperparameter file lives, relative to the agent file's folder.
+HYPERPARAMS_DIR = "hyperparams"
 
 
 class AgentError(RuntimeError):
@@ -170,6 +184,60 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         raise AgentError(f"cannot read config file {path}: {exc}") from exc
 
 
+def hyperparams_path(module: types.ModuleType) -> Path | None:
+    """The agent's hyperparameter file, ``<agent's folder>/hyperparams/<agent stem>.toml``, if it exists."""
+    file = agent_file(module)
+    if file is None:
+        return None
+    path = file.parent / HYPERPARAMS_DIR / f"{file.stem}.toml"
+    return path if path.is_file() else None
+
+
+def load_hyperparams(module: types.ModuleType) -> dict[str, dict[str, Any]]:
+    """The agent's hyperparameter file as ``{tier: {key: value, ..., env_id: {key: value}}}`` (``{}``
+    without one), checked: tiers are tier names, env ids are registered, keys are config fields.
+    TOML arrays become tuples for tuple fields."""
+    path = hyperparams_path(module)
+    if path is None:
+        return {}
+    table = load_toml(path)
+    cls = config_class(module)
+    fields = {f.name for f in dataclasses.fields(cls)} if cls is not None else set()
+    hints = typing.get_type_hints(cls) if cls is not None else {}
+
+    def check(where: str, values: Mapping[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(values) - fields)
+        if unknown:
+            raise AgentError(
+                f"{path}: [{where}] sets unknown config key(s) {unknown}; valid: {sorted(fields)}"
+            )
+        return {
+            k: tuple(v) if isinstance(v, list) and typing.get_origin(hints.get(k)) is tuple else v
+            for k, v in values.items()
+        }
+
+    out: dict[str, dict[str, Any]] = {}
+    for tier, entries in table.items():
+        if tier not in TIER_NAMES or not isinstance(entries, dict):
+            raise AgentError(
+                f"{path}: top-level {tier!r} is not a tier table; use [smoke], [ci] or [standard]"
+            )
+        flat = {k: v for k, v in entries.items() if not isinstance(v, dict)}
+        out[tier] = check(tier, flat)
+        for env_id, values in entries.items():
+            if not isinstance(values, dict):
+                continue
+            if env_id not in gym.registry:
+                close = difflib.get_close_matches(env_id, list(gym.registry), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else " (quote ids with a slash)"
+                raise AgentError(f"{path}: [{tier}.{env_id!r}] is not a registered env id{hint}")
+            nested = sorted(k for k, v in values.items() if isinstance(v, dict))
+            if nested:
+                raise AgentError(f"{path}: [{tier}.{env_id!r}] holds tables {nested}; only values go there")
+            out[tier][env_id] = check(f'{tier}."{env_id}"', values)
+    return out
+
+
 def _coerce(value: Any, hint: Any, key: str) -> Any:
     if not isinstance(value, str):
         return value
@@ -205,13 +273,17 @@ def build_config(
     overrides: Mapping[str, Any] | None = None,
     env_id: str | None = None,
 ) -> Any:
-    """Config defaults, then ``TIERS[tier]``, then ``ENV_TIERS[env_id][tier]`` (when ``env_id`` is
-    given), then ``toml``, then ``overrides`` (strings coerced)."""
+    """Config defaults, then ``TIERS[tier]``, then the hyperparameter file's ``[tier]``, then (when
+    ``env_id`` is given) ``ENV_TIERS[env_id][tier]`` and the file's ``[tier."env_id"]``, then
+    ``toml``, then ``overrides`` (strings coerced)."""
     cls = config_class(module)
+    file_tier = load_hyperparams(module).get(tier, {})
     values: dict[str, Any] = {}
     values.update(getattr(module, "TIERS", {}).get(tier, {}))
+    values.update({k: v for k, v in file_tier.items() if not isinstance(v, dict)})
     if env_id is not None:
         values.update(getattr(module, "ENV_TIERS", {}).get(env_id, {}).get(tier, {}))
+        values.update(file_tier.get(env_id, {}))
     values.update(toml or {})
     values.update(overrides or {})
     if cls is None:

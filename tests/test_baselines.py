@@ -164,3 +164,11 @@ def test_oracle_beats_no_context_beats_random_on_point_nav_at_ci(tmp_path: Path)
     est = {name: leaderboard.aggregate(a.runs, "test", "final", None) for name, a in agents.items()}
     assert est["explicit_context"].lo > est["no_context"].hi, est
     assert est["no_context"].lo > est["random_agent"].hi, est
+
+
+def test_the_two_baselines_share_their_tier_settings():
+    """explicit_context differs from no_context only in seeing the task: its hyperparameter file holds
+    the same values (agents/hyperparams/{no_context,explicit_context}.toml)."""
+    from metabench.protocol import load_hyperparams
+
+    assert load_hyperparams(explicit_context) == load_hyperparams(no_context) != {}
