@@ -31,7 +31,24 @@ def _cmd_list(args: argparse.Namespace) -> int:
                     "sha256": split_hash(entry.id, split),
                 }
             )
-    print(pd.DataFrame(rows).to_markdown(index=False))
+    if rows:
+        print(pd.DataFrame(rows).to_markdown(index=False))
+    from metabench.suites import SUITES, suite_split_hash
+
+    suite_rows = [
+        {
+            "suite": name,
+            "split": split,
+            "envs": " ".join(s.ids(split)),
+            "sha256": suite_split_hash(name, split),
+        }
+        for name, s in SUITES.items()
+        if not args.filter or args.filter in name
+        for split in ("train", "test")
+    ]
+    if suite_rows:
+        print("\nTransfer suites (metabench/suites.py):\n")
+        print(pd.DataFrame(suite_rows).to_markdown(index=False))
     return 0
 
 
@@ -62,17 +79,22 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise UsageError(f"--workers must be at least 1, got {args.workers}")
     parallel = args.workers > 1 or bool(args.ray_address)
-    units = prepare_units(
-        args.agent,
-        args.env,
-        args.tier,
-        seeds,
-        args.out or f"results/{args.tier}",
-        config_toml=load_toml(args.config_file) if args.config_file else None,
-        config_overrides=parse_overrides(args.config),
-        tensorboard=args.tensorboard,
-        progress=not args.quiet and not parallel,
-    )
+    if not args.env and not args.suite:
+        raise UsageError(
+            "pass --env ID (a task family) or --suite NAME (a transfer suite); see `metabench list`"
+        )
+    common: dict[str, Any] = {
+        "config_toml": load_toml(args.config_file) if args.config_file else None,
+        "config_overrides": parse_overrides(args.config),
+        "tensorboard": args.tensorboard,
+        "progress": not args.quiet and not parallel,
+    }
+    out = args.out or f"results/{args.tier}"
+    units = prepare_units(args.agent, args.env, args.tier, seeds, out, **common) if args.env else []
+    if args.suite:
+        from metabench.suite_harness import prepare_suite_units
+
+        units += prepare_suite_units(args.agent, args.suite, args.tier, seeds, out, **common)
     todo = []
     for unit in units:
         if not args.force and existing_ok(unit.path):
@@ -153,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="metabench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("list", help="ids, splits, split sizes and split hashes")
+    p = sub.add_parser("list", help="ids, splits, split sizes and split hashes; transfer suites")
     p.add_argument("--filter", default="", help="only ids containing this text")
     p.set_defaults(func=_cmd_list)
 
@@ -165,7 +187,14 @@ def build_parser() -> argparse.ArgumentParser:
         "to OUT/<env id>/<agent>/seed<N>.json. A unit whose ok record exists is skipped unless --force.",
     )
     p.add_argument("agent", help="agent file (agents/rl2.py, ~/my_agent.py) or module name")
-    p.add_argument("--env", action="append", required=True, metavar="ID", help="env id; repeat for several")
+    p.add_argument("--env", action="append", default=[], metavar="ID", help="env id; repeat for several")
+    p.add_argument(
+        "--suite",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="transfer suite (metabench list); repeatable",
+    )
     p.add_argument("--tier", required=True, help="smoke, ci or standard (sets the meta-training budget)")
     p.add_argument("--seeds", default="0", help="seeds: a range 0-4, a list 0,2,5, or one seed (default 0)")
     p.add_argument("--workers", type=int, default=1, help="run N units at once on a local Ray instance")

@@ -668,7 +668,12 @@ def _seed_torch(seed: int) -> None:
 
 def run(unit: Unit) -> dict[str, Any]:
     """Evaluate one unit and return its record; a failure gives an error record, never an exception
-    (except ``KeyboardInterrupt``/``SystemExit``, which leave no record)."""
+    (except ``KeyboardInterrupt``/``SystemExit``, which leave no record). A transfer suite's unit (its
+    ``env_id`` a suite name) runs in :mod:`metabench.suite_harness`."""
+    if unit.env_id.startswith("suite/"):
+        from metabench.suite_harness import run as run_suite
+
+        return run_suite(unit)
     state = _RunState(unit)
     error = None
     closers: list[Any] = []

@@ -23,7 +23,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-ParamValue = float | tuple[float, ...]
+#: A task parameter: a float or a tuple of floats; a string only for a transfer suite's ``"env"``
+#: parameter (a Gymnasium id, :mod:`metabench.suites`).
+ParamValue = float | tuple[float, ...] | str
 
 #: Split names in their canonical order. ``test-ood`` exists only where a family extrapolates.
 SPLIT_NAMES: tuple[str, ...] = ("train", "test", "test-ood")
@@ -48,7 +50,8 @@ class Task:
         family: the env id the task belongs to, e.g. ``"metabench/HalfCheetahVel-v0"``.
         split: ``"train"``, ``"test"``, ``"test-ood"`` or ``"custom"``.
         index: position inside its split (``-1`` for custom tasks).
-        params: parameter name to a float or a tuple of floats.
+        params: parameter name to a float or a tuple of floats (a transfer suite's tasks carry a
+            string instead: ``{"env": "<gymnasium id>"}``).
     """
 
     family: str
@@ -60,7 +63,9 @@ class Task:
         # Normalise to plain floats / tuples so equality, hashing and JSON agree.
         clean: dict[str, ParamValue] = {}
         for name, value in dict(self.params).items():
-            if isinstance(value, (list, tuple, np.ndarray)):
+            if isinstance(value, str):
+                clean[str(name)] = value
+            elif isinstance(value, (list, tuple, np.ndarray)):
                 clean[str(name)] = tuple(float(v) for v in np.asarray(value, dtype=float).ravel())
             else:
                 clean[str(name)] = float(value)
