@@ -32,7 +32,7 @@ install: $(STAMP)
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,metaworld,ray]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,metaworld,ray,box2d]'
 	touch $(STAMP)
 
 # The three baselines on PointNav at the smoke tier (about a minute), then their leaderboard.
