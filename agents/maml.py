@@ -18,11 +18,9 @@ Meta-training, per iteration:
    the inner step (second-order MAML), the step is found by conjugate gradient and a backtracking
    line search that rejects steps which do not improve the surrogate or break the KL bound.
 
-Baseline: garage's/rllab's ``LinearFeatureBaseline`` — per task and batch, ridge regression (coefficient
-1e-5, raised ×10 until the solve is finite) of the discounted returns on features
-``[o, o², t/100, (t/100)², (t/100)³, 1]`` with ``o`` clipped to [-10, 10]. Advantages are GAE and
-centred (zero mean, unit variance) per task, rllab's ``center_adv``. Episodes ending by the time limit
-are treated as terminal, as in rllab/garage.
+Baseline: garage's/rllab's ``LinearFeatureBaseline`` fitted per task and batch; advantages are GAE and
+centred per task (rllab's ``center_adv``). Sampling, baseline, inner step and TRPO step are the shared
+ones of ``agents/common/policy_gradient.py`` (Meta-SGD, MAESN and TESP use them too).
 
 Policy: Gaussian MLP (100, 100), tanh, state-independent learned log-std (initial std 1) for ``Box``
 actions, which the policy takes in [-1, 1] and the agent rescales to the env's bounds (garage's
@@ -43,10 +41,11 @@ Published settings and where ours differ:
   returns minus the baseline). All defaults here.
 * the paper's text says ReLU hidden units; its code and garage use tanh, which we follow.
 * the ``smoke`` tier is tiny (2 tasks × 5 trajectories, (32, 32)) and only checks that things run.
-  The ``ci`` tier uses a meta-batch of 10 and as many trajectories per task as a meta-test inner step
-  gets (the family's ``n_adapt``: 10 on PointNav, 90 one-pull episodes on Bandit, 7 on TabularMDP),
-  so that the inner step is meta-trained on the amount of data it meets at meta-test and several
-  meta-iterations fit the ci budgets (25 on PointNav's 100,000 steps, 27 on Bandit, 35 on
+  The ``ci`` and ``standard`` tiers meta-train the inner step on as many trajectories per task as a
+  meta-test inner step gets (``trajectories_per_task = 0``: the family's ``n_adapt``, 10 on PointNav,
+  90 one-pull episodes on Bandit, 7 on TabularMDP), not the paper's 20, so that the inner step is
+  meta-trained on the amount of data it meets at meta-test. ``ci`` also uses a meta-batch of 10, so
+  that several meta-iterations fit its budgets (25 on PointNav's 100,000 steps, 27 on Bandit, 35 on
   TabularMDP).
 * training takes exactly one inner step; only meta-test can take several.
 * evaluation acts with the mode of the adapted policy. On Bandit that alone is strong: the greedy arm
@@ -65,9 +64,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import itertools
 import json
-import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -75,15 +72,13 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 import torch
-from gymnasium import spaces
-from torch import nn
 from torch.func import functional_call, grad, vmap
 
+from metabench.agents.common import policy_gradient as pg
+from metabench.agents.common.policy_gradient import Batch, MLPPolicy, Params, Spaces
 from metabench.agents.common.spaces import space_from_dict, space_to_dict
 from metabench.protocol import Budget, Logger, Transition
 from metabench.tasks import Task
-
-Params = dict[str, torch.Tensor]
 
 
 @dataclasses.dataclass
@@ -126,185 +121,13 @@ class Config:
 TIERS: dict[str, dict[str, Any]] = {
     "smoke": {"hidden_sizes": (32, 32), "meta_batch_size": 2, "trajectories_per_task": 5},
     "ci": {"meta_batch_size": 10, "trajectories_per_task": 0},
-    "standard": {},
+    "standard": {"trajectories_per_task": 0},
 }
 
 
-class Spaces:
-    """Observation encoding and action mapping between the policy and the env."""
-
-    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space):
-        for name, space in (("observation", observation_space), ("action", action_space)):
-            if not isinstance(space, (spaces.Box, spaces.Discrete)):
-                raise TypeError(f"MAML supports Box and Discrete {name} spaces, got {space}")
-        if isinstance(action_space, spaces.Box) and not (
-            np.isfinite(action_space.low).all() and np.isfinite(action_space.high).all()
-        ):
-            raise TypeError(f"MAML needs a bounded Box action space, got {action_space}")
-        self.observation_space, self.action_space = observation_space, action_space
-        self.discrete = isinstance(action_space, spaces.Discrete)
-        if isinstance(observation_space, spaces.Discrete):
-            self.obs_dim = int(observation_space.n)
-        else:
-            self.obs_dim = int(np.prod(observation_space.shape))
-        self.act_dim = int(action_space.n) if self.discrete else int(np.prod(action_space.shape))
-
-    def encode_obs(self, obs: Any) -> np.ndarray:
-        if isinstance(self.observation_space, spaces.Discrete):
-            o = np.zeros(self.obs_dim, np.float32)
-            o[int(obs) - self.observation_space.start] = 1.0
-            return o
-        return np.asarray(obs, np.float32).ravel()
-
-    def to_env_actions(self, policy_actions: np.ndarray) -> np.ndarray:
-        """:meth:`to_env_action` over a batch (leading dimensions kept)."""
-        if self.discrete:
-            return policy_actions.astype(np.int64) + int(self.action_space.start)
-        low, high = self.action_space.low.ravel(), self.action_space.high.ravel()
-        a = np.clip(policy_actions.astype(np.float64), -1.0, 1.0)
-        out = (low + 0.5 * (a + 1.0) * (high - low)).astype(self.action_space.dtype)
-        return out.reshape(*policy_actions.shape[:-1], *self.action_space.shape)
-
-    def to_env_action(self, policy_action: np.ndarray) -> Any:
-        if self.discrete:
-            return int(policy_action) + int(self.action_space.start)
-        low, high = self.action_space.low, self.action_space.high
-        a = np.clip(np.asarray(policy_action, np.float64).reshape(self.action_space.shape), -1.0, 1.0)
-        return (low + 0.5 * (a + 1.0) * (high - low)).astype(self.action_space.dtype)
-
-
-# ------------------------------------------------------------------------------------ the policy
-class MLPPolicy(nn.Module):
-    """MLP giving a Gaussian's mean (with a learned state-independent log-std) or categorical logits."""
-
-    def __init__(self, obs_dim: int, act_dim: int, discrete: bool, config: Config):
-        super().__init__()
-        if config.activation not in ("tanh", "relu"):
-            raise ValueError(f"Config.activation must be 'tanh' or 'relu', got {config.activation!r}")
-        act: type[nn.Module] = nn.Tanh if config.activation == "tanh" else nn.ReLU
-        layers: list[nn.Module] = []
-        sizes = (obs_dim, *config.hidden_sizes)
-        for a, b in itertools.pairwise(sizes):
-            layers += [nn.Linear(a, b), act()]
-        layers.append(nn.Linear(sizes[-1], act_dim))
-        self.net = nn.Sequential(*layers)
-        self.discrete = discrete
-        if not discrete:
-            self.log_std = nn.Parameter(torch.full((act_dim,), math.log(config.init_std)))
-
-    def reset_parameters(self, generator: torch.Generator) -> None:
-        """Xavier-uniform weights, zero biases (garage's initialisation), from ``generator``."""
-        for m in self.net:
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight, generator=generator)
-                nn.init.zeros_(m.bias)
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.net(obs)
-
-
-def _log_prob(policy: MLPPolicy, params: Params, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-    out = functional_call(policy, params, (obs,))
-    if policy.discrete:
-        return torch.log_softmax(out, -1).gather(-1, act.long().unsqueeze(-1)).squeeze(-1)
-    log_std = params["log_std"]
-    z = (act - out) / log_std.exp()
-    return (-0.5 * z.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
-
-
-def _dist(policy: MLPPolicy, params: Params, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean, log_std) for Gaussian policies, (log-probabilities, empty) for categorical ones."""
-    out = functional_call(policy, params, (obs,))
-    if policy.discrete:
-        return torch.log_softmax(out, -1), out.new_zeros(())
-    return out, params["log_std"].expand_as(out)
-
-
-def _kl(policy: MLPPolicy, old: tuple[torch.Tensor, torch.Tensor], new: tuple[torch.Tensor, torch.Tensor]):
-    """KL(old || new) per observation."""
-    if policy.discrete:
-        return (old[0].exp() * (old[0] - new[0])).sum(-1)
-    (m0, s0), (m1, s1) = old, new
-    return (s1 - s0 + ((2 * s0).exp() + (m0 - m1).pow(2)) / (2 * (2 * s1).exp()) - 0.5).sum(-1)
-
-
-# ----------------------------------------------------------------------------- batches of episodes
-@dataclasses.dataclass
-class Batch:
-    """Episodes of a group of tasks, padded to the longest: arrays of shape (tasks, episodes × T, ...)."""
-
-    obs: torch.Tensor
-    act: torch.Tensor
-    adv: torch.Tensor
-    mask: torch.Tensor
-    returns: np.ndarray
-    """Undiscounted return of every episode, shape (tasks, episodes)."""
-
-
-def linear_baseline(
-    obs: np.ndarray, rewards: np.ndarray, mask: np.ndarray, gamma: float, gae_lambda: float, reg: float
-) -> np.ndarray:
-    """GAE advantages with garage's LinearFeatureBaseline fitted on these episodes.
-
-    Arrays are (episodes, T, ...) with ``mask`` 1 on real steps; returns advantages (episodes, T).
-    """
-    n, horizon = mask.shape
-    discounted = np.zeros_like(rewards)
-    acc = np.zeros(n)
-    for t in reversed(range(horizon)):
-        acc = rewards[:, t] + gamma * acc * mask[:, t]
-        discounted[:, t] = acc
-    o = np.clip(obs, -10.0, 10.0)
-    al = np.broadcast_to(np.arange(horizon)[None, :, None] / 100.0, (n, horizon, 1))
-    feats = np.concatenate([o, o**2, al, al**2, al**3, np.ones((n, horizon, 1))], axis=-1)
-    valid = mask.astype(bool)
-    x, y = feats[valid], discounted[valid]
-    coeffs = np.zeros(feats.shape[-1])
-    for _ in range(5):
-        a = x.T @ x + reg * np.eye(x.shape[1])
-        try:
-            coeffs = np.linalg.solve(a, x.T @ y)
-        except np.linalg.LinAlgError:
-            coeffs = np.full(x.shape[1], np.nan)
-        if np.all(np.isfinite(coeffs)):
-            break
-        reg *= 10
-    values = np.where(valid, feats @ np.nan_to_num(coeffs), 0.0)
-    next_values = np.concatenate([values[:, 1:], np.zeros((n, 1))], axis=1) * np.concatenate(
-        [mask[:, 1:], np.zeros((n, 1))], axis=1
-    )
-    deltas = (rewards + gamma * next_values - values) * mask
-    adv = np.zeros_like(rewards)
-    acc = np.zeros(n)
-    for t in reversed(range(horizon)):
-        acc = deltas[:, t] + gamma * gae_lambda * acc * mask[:, t]
-        adv[:, t] = acc
-    return adv
-
-
-def make_batch(
-    obs: np.ndarray, act: np.ndarray, rew: np.ndarray, mask: np.ndarray, config: Config, device: str
-) -> Batch:
-    """Advantages per task from (tasks, episodes, T, ...) arrays, flattened to (tasks, episodes × T)."""
-    n_tasks, n_eps, horizon = mask.shape
-    adv = np.zeros_like(rew)
-    for i in range(n_tasks):
-        a = linear_baseline(obs[i], rew[i], mask[i], config.gamma, config.gae_lambda, config.baseline_reg)
-        if config.center_advantages:
-            valid = mask[i].astype(bool)
-            a = np.where(valid, (a - a[valid].mean()) / (a[valid].std() + 1e-8), 0.0)
-        adv[i] = a
-
-    def flat(x: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(x.reshape(n_tasks, n_eps * horizon, *x.shape[3:]), device=device)
-
-    return Batch(
-        obs=flat(obs.astype(np.float32)),
-        act=flat(act.astype(np.float32)),
-        adv=flat(adv.astype(np.float32)),
-        mask=flat(mask.astype(np.float32)),
-        returns=(rew * mask).sum(-1),
-    )
+def make_policy(spaces: Spaces, config: Config) -> MLPPolicy:
+    sp, cfg = spaces, config
+    return MLPPolicy(sp.obs_dim, sp.act_dim, sp.discrete, cfg.hidden_sizes, cfg.activation, cfg.init_std)
 
 
 # ------------------------------------------------------------------------------------- the agent
@@ -325,11 +148,9 @@ class MAMLAgent:
         # meta-test state
         self._params: Params = {}
         self._steps_taken = 0
-        self._episodes: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        self._current: list[tuple[np.ndarray, np.ndarray, float]] = []
+        self._trial = pg.TrialEpisodes()
         self._explore = False
-        self._last_action: np.ndarray | None = None
-        self._last_obs: np.ndarray | None = None
+        self._last: tuple[np.ndarray, np.ndarray] | None = None
         self._horizon = 0
         self._k = 0
 
@@ -339,13 +160,11 @@ class MAMLAgent:
         return {k: v.detach() for k, v in self.policy.named_parameters()}
 
     def _inner_loss(self, params: Params, obs, act, adv, mask) -> torch.Tensor:
-        logp = _log_prob(self.policy, params, obs, act)
-        return -(logp * adv * mask).sum() / mask.sum().clamp(min=1.0)
+        return pg.pg_loss(pg.log_prob(self.policy, params, obs, act), adv, mask)
 
     def _adapt(self, params: Params, obs, act, adv, mask) -> Params:
         """One inner policy-gradient step (functional, differentiable in ``params``)."""
-        g = grad(self._inner_loss)(params, obs, act, adv, mask)
-        return {k: params[k] - self.config.inner_lr * g[k] for k in params}
+        return pg.sgd_step(params, grad(self._inner_loss)(params, obs, act, adv, mask), self.config.inner_lr)
 
     def adapt_tasks(self, params: Params, batch: Batch) -> Params:
         """θ'ᵢ for every task of ``batch``: parameters with a leading task dimension."""
@@ -353,121 +172,69 @@ class MAMLAgent:
             params, batch.obs, batch.act, batch.adv, batch.mask
         )
 
+    def _batch(self, o: np.ndarray, a: np.ndarray, r: np.ndarray, m: np.ndarray) -> Batch:
+        cfg = self.config
+        return pg.make_batch(
+            o, a, r, m, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda, reg=cfg.baseline_reg,
+            center=cfg.center_advantages, device=cfg.device,
+        )  # fmt: skip
+
     # ------------------------------------------------------------------------------ sampling
     def _sample(
         self, envs: list[gym.Env], tasks: Sequence[Task], params: Params, per_task: bool
     ) -> tuple[np.ndarray, ...]:
         """``K`` episodes for each task, acting with ``params`` (a leading task dimension when
         ``per_task``). Returns (obs, act, rew, mask) of shape (tasks, K, T, ...)."""
-        cfg, sp = self.config, self.spaces
-        k, horizon = self._k, self._horizon
-        n_tasks, group = len(tasks), max(1, len(envs) // k)
-        obs = np.zeros((n_tasks, k, horizon, sp.obs_dim), np.float32)
-        act = np.zeros(
-            (n_tasks, k, horizon) if sp.discrete else (n_tasks, k, horizon, sp.act_dim), np.float32
-        )
-        rew = np.zeros((n_tasks, k, horizon))
-        mask = np.zeros((n_tasks, k, horizon))
-        for start in range(0, n_tasks, group):
-            ids = list(range(start, min(start + group, n_tasks)))
-            slots = [(i, j) for i in ids for j in range(k)]
-            cur = np.zeros((len(ids), k, sp.obs_dim), np.float32)
-            alive = np.ones((len(ids), k), bool)
-            for s, (i, j) in enumerate(slots):
-                o, _ = envs[s].reset(options={"task": tasks[i]})
-                cur[i - start, j] = sp.encode_obs(o)
+        policy = self.policy
+        assert policy is not None and self.spaces is not None
+
+        def forward(lo: int, hi: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
             if per_task:
-                p = {name: v[start : start + len(ids)] for name, v in params.items()}
-            for t in range(horizon):
-                with torch.no_grad():
-                    x = torch.as_tensor(cur, device=cfg.device)
-                    if per_task:
-                        out = vmap(functional_call, in_dims=(None, 0, 0))(self.policy, p, (x,))
-                    else:
-                        out = functional_call(self.policy, params, (x,))
-                    if sp.discrete:
-                        flat = torch.softmax(out, -1).reshape(-1, sp.act_dim)
-                        a = torch.multinomial(flat, 1, generator=self.generator).reshape(out.shape[:-1])
-                    else:
-                        std = (p if per_task else params)["log_std"].exp()
-                        if per_task:
-                            std = std[:, None, :]
-                        noise = torch.randn(out.shape, generator=self.generator, dtype=out.dtype)
-                        a = out + std * noise
-                    a = a.cpu().numpy()
-                n = len(ids)
-                obs[start : start + n, :, t] = cur
-                act[start : start + n, :, t] = a
-                mask[start : start + n, :, t] = alive
-                env_actions = sp.to_env_actions(a)
-                for s, (i, j) in enumerate(slots):
-                    r = i - start
-                    if not alive[r, j]:
-                        continue
-                    o, reward, terminated, truncated, _ = envs[s].step(env_actions[r, j])
-                    rew[i, j, t] = float(reward)
-                    cur[r, j] = sp.encode_obs(o)
-                    alive[r, j] = not (terminated or truncated)
-                if not alive.any():
-                    break
-        return obs, act, rew, mask
+                p = {name: v[lo:hi] for name, v in params.items()}
+                out = vmap(functional_call, in_dims=(None, 0, 0))(policy, p, (x,))
+                return out, (None if policy.discrete else p["log_std"][:, None, :])
+            return functional_call(policy, params, (x,)), params.get("log_std")
+
+        return pg.sample_episodes(
+            envs, tasks, self._k, self._horizon, self.spaces, forward, self.generator, self.config.device
+        )
 
     # ------------------------------------------------------------------------------ TRPO step
-    def _outer_step(self, pre: Batch, post: Batch, adapted_old: Params) -> dict[str, float]:
-        cfg, policy = self.config, self.policy
-        names = [n for n, _ in policy.named_parameters()]
-        theta = [p for _, p in policy.named_parameters()]
+    def objectives(
+        self, pre: Batch, post: Batch, adapted_old: Params
+    ) -> Callable[[Params], tuple[torch.Tensor, torch.Tensor]]:
+        """θ ↦ (MAML's outer loss, mean KL): the importance-weighted surrogate of the post-update
+        episodes under θ'ᵢ(θ), the inner step taken *inside* (second-order)."""
+        policy = self.policy
         with torch.no_grad():
-            old_dist = vmap(_dist, in_dims=(None, 0, 0))(policy, adapted_old, post.obs)
-            old_logp = vmap(_log_prob, in_dims=(None, 0, 0, 0))(policy, adapted_old, post.obs, post.act)
+            old_dist = vmap(pg.dist, in_dims=(None, 0, 0))(policy, adapted_old, post.obs)
+            old_logp = vmap(pg.log_prob, in_dims=(None, 0, 0, 0))(policy, adapted_old, post.obs, post.act)
         denom = post.mask.sum(-1).clamp(min=1.0)
 
         def objectives(params: Params) -> tuple[torch.Tensor, torch.Tensor]:
             adapted = self.adapt_tasks(params, pre)
-            logp = vmap(_log_prob, in_dims=(None, 0, 0, 0))(policy, adapted, post.obs, post.act)
+            logp = vmap(pg.log_prob, in_dims=(None, 0, 0, 0))(policy, adapted, post.obs, post.act)
             ratio = (logp - old_logp).exp()
             loss = -((ratio * post.adv * post.mask).sum(-1) / denom).mean()
-            new_dist = vmap(_dist, in_dims=(None, 0, 0))(policy, adapted, post.obs)
-            kl = ((_kl(policy, old_dist, new_dist) * post.mask).sum(-1) / denom).mean()
+            new_dist = vmap(pg.dist, in_dims=(None, 0, 0))(policy, adapted, post.obs)
+            kl = ((pg.kl(policy, old_dist, new_dist) * post.mask).sum(-1) / denom).mean()
             return loss, kl
 
-        params = dict(zip(names, theta, strict=True))
-        loss, kl = objectives(params)
-        g = torch.autograd.grad(loss, theta, retain_graph=True)
-        g_flat = torch.cat([x.reshape(-1) for x in g]).detach()
-        grad_kl = torch.autograd.grad(kl, theta, create_graph=True)
-        grad_kl_flat = torch.cat([x.reshape(-1) for x in grad_kl])
+        return objectives
 
-        def fvp(v: torch.Tensor) -> torch.Tensor:
-            hv = torch.autograd.grad(grad_kl_flat @ v, theta, retain_graph=True)
-            return torch.cat([x.reshape(-1) for x in hv]).detach() + cfg.cg_damping * v
-
-        direction = _conjugate_gradient(fvp, -g_flat, cfg.cg_iters)
-        shs = float(direction @ fvp(direction))
-        step = math.sqrt(2 * cfg.max_kl / max(shs, 1e-12)) * direction
-        old_flat = torch.cat([p.detach().reshape(-1) for p in theta])
-        loss_before = float(loss.detach())
-        accepted, kl_after, loss_after = False, 0.0, loss_before
-        with torch.no_grad():
-            for k in range(cfg.max_backtracks):
-                candidate = _unflatten(old_flat + cfg.backtrack_ratio**k * step, params)
-                with torch.enable_grad():  # the inner step needs gradients
-                    new_loss, new_kl = objectives(candidate)
-                loss_after, kl_after = float(new_loss), float(new_kl)
-                if loss_after < loss_before and kl_after <= cfg.max_kl:
-                    accepted = True
-                    break
-            if accepted and not cfg.disable_updates:
-                for p, v in zip(
-                    theta, _unflatten(old_flat + cfg.backtrack_ratio**k * step, params).values(), strict=True
-                ):
-                    p.copy_(v)
-        return {
-            "surrogate_before": -loss_before,
-            "surrogate_after": -loss_after if accepted else -loss_before,
-            "kl": kl_after if accepted else 0.0,
-            "step_accepted": float(accepted),
-        }
+    def _outer_step(self, pre: Batch, post: Batch, adapted_old: Params) -> dict[str, float]:
+        cfg = self.config
+        assert self.policy is not None
+        return pg.trpo_step(
+            dict(self.policy.named_parameters()),
+            self.objectives(pre, post, adapted_old),
+            max_kl=cfg.max_kl,
+            cg_iters=cfg.cg_iters,
+            cg_damping=cfg.cg_damping,
+            backtrack_ratio=cfg.backtrack_ratio,
+            max_backtracks=cfg.max_backtracks,
+            apply=not cfg.disable_updates,
+        )
 
     # ------------------------------------------------------------------------------ meta-training
     def meta_train(
@@ -486,16 +253,16 @@ class MAMLAgent:
         rng = np.random.default_rng(seed)
         envs = self.setup(make_env, seed)
         m = cfg.meta_batch_size
-        per_iteration = 2 * m * self._k * self._horizon  # an upper bound: episodes may end early
-        used = 0
-        try:
-            while used + per_iteration <= budget.env_steps and (
-                cfg.meta_iterations is None or self.iterations < cfg.meta_iterations
-            ):
-                idx = rng.choice(len(tasks), size=m, replace=len(tasks) < m)
-                stats = self.meta_iteration(envs, [tasks[int(i)] for i in idx])
-                used += int(stats.pop("env_steps"))
-                log.log(used, **stats)
+
+        def iteration() -> dict[str, float]:
+            idx = rng.choice(len(tasks), size=m, replace=len(tasks) < m)
+            return self.meta_iteration(envs, [tasks[int(i)] for i in idx])
+
+        try:  # an upper bound per iteration: episodes may end early
+            per_iteration = 2 * m * self._k * self._horizon
+            pg.run_meta_training(
+                iteration, per_iteration, budget.env_steps, cfg.meta_iterations, lambda: self.iterations, log
+            )
         finally:
             for env in envs:
                 env.close()
@@ -505,36 +272,22 @@ class MAMLAgent:
         """Build the policy (initial weights from ``seed``) and the sampling envs (seeded)."""
         cfg = self.config
         self.generator.manual_seed(seed)
-        env_seeds = np.random.default_rng([seed, 1])
         probe = make_env()
-        base = type(probe.unwrapped)
-        self.spaces = Spaces(probe.observation_space, probe.action_space)
-        spec = probe.spec
-        if spec is None or not spec.max_episode_steps:
-            raise ValueError(f"MAML needs a time-limited env (spec.max_episode_steps), got spec {spec}")
-        self._horizon = int(spec.max_episode_steps)
-        n_adapt = int(getattr(base, "n_adapt", 10))
+        self.spaces = Spaces(probe.observation_space, probe.action_space, "MAML")
+        self._horizon, n_adapt = pg.episode_spec(probe, "MAML")
         self.episodes_per_step = cfg.test_episodes_per_step or max(1, n_adapt // max(1, cfg.test_inner_steps))
-        self.policy = MLPPolicy(self.spaces.obs_dim, self.spaces.act_dim, self.spaces.discrete, cfg)
+        self.policy = make_policy(self.spaces, cfg)
         self.policy.reset_parameters(self.generator)
         self.policy.to(cfg.device)
         k = self._k = cfg.trajectories_per_task or self.episodes_per_step
-        n_envs = cfg.n_envs or k * cfg.meta_batch_size
-        n_envs = max(k, n_envs - n_envs % k)  # whole tasks per group
-        envs = [probe] + [make_env() for _ in range(min(n_envs, k * cfg.meta_batch_size) - 1)]
-        for env in envs:
-            env.reset(seed=int(env_seeds.integers(2**31)))
-        return envs
+        return pg.make_envs(make_env, probe, pg.n_sampling_envs(cfg.n_envs, k, cfg.meta_batch_size), seed)
 
     def meta_iteration(self, envs: list[gym.Env], tasks: Sequence[Task]) -> dict[str, float]:
         """Sample, adapt per task, sample again, take the TRPO step; returns what to log."""
-        cfg = self.config
         theta = self.meta_params()
-        o, a, r, msk = self._sample(envs, tasks, theta, per_task=False)
-        pre = make_batch(o, a, r, msk, cfg, cfg.device)
+        pre = self._batch(*self._sample(envs, tasks, theta, per_task=False))
         adapted = {n: v.detach() for n, v in self.adapt_tasks(theta, pre).items()}
-        o, a, r, msk = self._sample(envs, tasks, adapted, per_task=True)
-        post = make_batch(o, a, r, msk, cfg, cfg.device)
+        post = self._batch(*self._sample(envs, tasks, adapted, per_task=True))
         stats = self._outer_step(pre, post, adapted)
         self.iterations += 1
         return {
@@ -549,8 +302,8 @@ class MAMLAgent:
         """Restore the meta-learned parameters; forget the trial's episodes."""
         self._params = self.meta_params() if self.policy is not None else {}
         self._steps_taken = 0
-        self._episodes, self._current = [], []
-        self._last_action = None
+        self._trial = pg.TrialEpisodes()
+        self._last = None
 
     def act(self, obs: Any, *, explore: bool) -> Any:
         if self.policy is None or self.spaces is None:
@@ -558,49 +311,34 @@ class MAMLAgent:
         x = self.spaces.encode_obs(obs)
         with torch.no_grad():
             out = functional_call(self.policy, self._params, (torch.as_tensor(x, device=self.config.device),))
-            if self.spaces.discrete:
-                if explore:
-                    a = torch.multinomial(torch.softmax(out, -1), 1, generator=self.generator)[0]
-                else:
-                    a = out.argmax()
-                action = np.asarray(int(a), np.float32)
+            if explore:
+                a = pg.sample_actions(self.spaces.discrete, out, self._params.get("log_std"), self.generator)
             else:
-                if explore:
-                    noise = torch.randn(out.shape, generator=self.generator, dtype=out.dtype)
-                    out = out + self._params["log_std"].exp() * noise
-                action = out.cpu().numpy()
+                a = out.argmax() if self.spaces.discrete else out
+            action = np.asarray(a.cpu().numpy(), np.float32)
         self._explore = explore
-        self._last_action = action
-        self._last_obs = x
+        self._last = (x, action)
         return self.spaces.to_env_action(action)
 
     def observe(self, transition: Transition) -> None:
-        if self._last_action is None:
+        if self._last is None:
             raise RuntimeError("MAMLAgent.observe called without a preceding act")
         if self._explore:
-            self._current.append((self._last_obs, self._last_action, float(transition.reward)))
+            self._trial.add_step(*self._last, float(transition.reward))
 
     def end_episode(self) -> None:
         """After an adaptation episode: keep it; every ``episodes_per_step`` of them, one inner step."""
-        if self._explore and self._current:
-            o, a, r = (np.stack(x) for x in zip(*self._current, strict=True))
-            self._episodes.append((o, a, r))
-        self._current = []
-        if len(self._episodes) >= self.episodes_per_step and self._steps_taken < self.config.test_inner_steps:
-            self._params = self._test_step(self._params, self._episodes)
+        if not self._explore:
+            self._trial.drop_current()
+        self._trial.end()
+        steps_left = self._steps_taken < self.config.test_inner_steps
+        if steps_left and len(self._trial.done) >= self.episodes_per_step:
+            self._params = self._test_step(self._params, self._trial.take())
             self._steps_taken += 1
-            self._episodes = []
 
-    def _test_step(self, params: Params, episodes: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> Params:
-        horizon = max(len(e[2]) for e in episodes)
-        n, sp = len(episodes), self.spaces
-        obs = np.zeros((1, n, horizon, sp.obs_dim), np.float32)
-        act = np.zeros((1, n, horizon) if sp.discrete else (1, n, horizon, sp.act_dim), np.float32)
-        rew, mask = np.zeros((1, n, horizon)), np.zeros((1, n, horizon))
-        for j, (o, a, r) in enumerate(episodes):
-            length = len(r)
-            obs[0, j, :length], act[0, j, :length], rew[0, j, :length], mask[0, j, :length] = o, a, r, 1.0
-        batch = make_batch(obs, act, rew, mask, self.config, self.config.device)
+    def _test_step(self, params: Params, episodes: list[tuple[np.ndarray, ...]]) -> Params:
+        obs, act, rew, mask = pg.stack_episodes(episodes)
+        batch = self._batch(obs, act, rew, mask)
         adapted = self._adapt(params, batch.obs[0], batch.act[0], batch.adv[0], batch.mask[0])
         return {k: v.detach() for k, v in adapted.items()}
 
@@ -630,47 +368,17 @@ class MAMLAgent:
         config["hidden_sizes"] = tuple(config["hidden_sizes"])
         agent = cls(Config(**config))
         agent.spaces = Spaces(
-            space_from_dict(meta["observation_space"]), space_from_dict(meta["action_space"])
+            space_from_dict(meta["observation_space"]), space_from_dict(meta["action_space"]), "MAML"
         )
         agent.episodes_per_step = int(meta["episodes_per_step"])
         agent.iterations = int(meta["iterations"])
-        agent.policy = MLPPolicy(
-            agent.spaces.obs_dim, agent.spaces.act_dim, agent.spaces.discrete, agent.config
-        )
+        agent.policy = make_policy(agent.spaces, agent.config)
         state = torch.load(path / "policy.pt", map_location=agent.config.device, weights_only=True)
         agent.policy.load_state_dict(state)
         gen = np.frombuffer(base64.b64decode(meta["generator_state"]), dtype=np.uint8).copy()
         agent.generator.set_state(torch.from_numpy(gen))
         agent.begin_trial()
         return agent
-
-
-def _conjugate_gradient(
-    fvp: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, iters: int
-) -> torch.Tensor:
-    """Solve F x = b for x with ``iters`` conjugate-gradient iterations (F given as a product)."""
-    x = torch.zeros_like(b)
-    r, p = b.clone(), b.clone()
-    rr = r @ r
-    for _ in range(iters):
-        fp = fvp(p)
-        alpha = rr / (p @ fp)
-        x += alpha * p
-        r -= alpha * fp
-        new_rr = r @ r
-        if new_rr < 1e-10:
-            break
-        p = r + (new_rr / rr) * p
-        rr = new_rr
-    return x
-
-
-def _unflatten(flat: torch.Tensor, like: Params) -> Params:
-    out, i = {}, 0
-    for name, p in like.items():
-        out[name] = flat[i : i + p.numel()].view_as(p)
-        i += p.numel()
-    return out
 
 
 def make_agent(config: Config) -> MAMLAgent:

@@ -13,6 +13,7 @@ import torch
 
 import metabench
 from metabench.agents import maml
+from metabench.agents.common import policy_gradient as pg
 from metabench.harness import Budget, EnvFactory
 from metabench.protocol import Transition, build_config
 
@@ -61,16 +62,16 @@ def test_linear_baseline_fits_returns_it_can_represent():
     # reward 1 per step, gamma 1: the return-to-go T - t is linear in t, so the advantages vanish
     rewards, mask = np.ones((4, 10)), np.ones((4, 10))
     obs = np.zeros((4, 10, 2))
-    adv = maml.linear_baseline(obs, rewards, mask, gamma=1.0, gae_lambda=1.0, reg=1e-5)
+    adv = pg.linear_baseline(obs, rewards, mask, gamma=1.0, gae_lambda=1.0, reg=1e-5)
     assert np.abs(adv).max() < 1e-2  # ridge (1e-5) leaves a little
     # padded steps get no advantage, and an episode's end is terminal
     mask[:, 6:] = 0
-    adv = maml.linear_baseline(obs, rewards * mask, mask, gamma=1.0, gae_lambda=1.0, reg=1e-5)
+    adv = pg.linear_baseline(obs, rewards * mask, mask, gamma=1.0, gae_lambda=1.0, reg=1e-5)
     assert np.all(adv[:, 6:] == 0) and np.abs(adv[:, :6]).max() < 1e-2
     # returns it cannot represent (depend on something outside the features) leave advantages
     rng = np.random.default_rng(0)
     noisy = rng.normal(size=(4, 10))
-    assert np.abs(maml.linear_baseline(obs, noisy, np.ones((4, 10)), 0.99, 1.0, 1e-5)).max() > 0.1
+    assert np.abs(pg.linear_baseline(obs, noisy, np.ones((4, 10)), 0.99, 1.0, 1e-5)).max() > 0.1
 
 
 def test_conjugate_gradient_solves_a_positive_definite_system():
@@ -78,20 +79,20 @@ def test_conjugate_gradient_solves_a_positive_definite_system():
     a = rng.normal(size=(6, 6))
     spd = torch.as_tensor(a @ a.T + 6 * np.eye(6))
     b = torch.as_tensor(rng.normal(size=6))
-    x = maml._conjugate_gradient(lambda v: spd @ v, b, iters=10)
+    x = pg.conjugate_gradient(lambda v: spd @ v, b, iters=10)
     assert torch.allclose(spd @ x, b, atol=1e-6)
 
 
 def test_gaussian_log_prob_and_kl_match_torch_distributions():
-    policy = maml.MLPPolicy(3, 2, False, maml.Config(hidden_sizes=(8,)))
+    policy = pg.MLPPolicy(3, 2, False, (8,))
     policy.reset_parameters(torch.Generator().manual_seed(0))
     params = {k: v.detach() for k, v in policy.named_parameters()}
     obs, act = torch.randn(5, 3), torch.randn(5, 2)
     mean = policy(obs)
     ref = torch.distributions.Normal(mean, params["log_std"].exp()).log_prob(act).sum(-1)
-    assert torch.allclose(maml._log_prob(policy, params, obs, act), ref, atol=1e-5)
+    assert torch.allclose(pg.log_prob(policy, params, obs, act), ref, atol=1e-5)
     other = {**params, "log_std": params["log_std"] + 0.3}
-    kl = maml._kl(policy, maml._dist(policy, params, obs), maml._dist(policy, other, obs))
+    kl = pg.kl(policy, pg.dist(policy, params, obs), pg.dist(policy, other, obs))
     p = torch.distributions.Normal(mean, params["log_std"].exp())
     q = torch.distributions.Normal(mean, other["log_std"].exp())
     assert torch.allclose(kl, torch.distributions.kl_divergence(p, q).sum(-1), atol=1e-5)
@@ -176,7 +177,7 @@ def test_discrete_actions_on_bandit_and_bad_config():
     actions = play_trial(agent, BANDIT, 0, 90, 10)
     assert all(0 <= int(a) < 5 for a in actions) and len({int(a) for a in actions}) > 1
     with pytest.raises(ValueError, match="'tanh' or 'relu'"):
-        maml.MLPPolicy(2, 2, False, maml.Config(activation="elu"))
+        pg.MLPPolicy(2, 2, False, (8,), activation="elu")
 
 
 # ----------------------------------------------------------------------------------- learnability
