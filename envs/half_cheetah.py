@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import mujoco
 import numpy as np
+from gymnasium import spaces
 from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
 from gymnasium.utils import EzPickle
 
 from metabench.env import (
+    CemrlTimeSchedule,
     LocationSchedule,
     MujocoMetaEnv,
     Schedule,
@@ -61,6 +63,22 @@ class HalfCheetahVelEnv(MujocoMetaEnv, HalfCheetahEnv):
     ## Episode
     200 steps (MAML's and PEARL's horizon); never terminates early. No success criterion.
 
+    ## Source and departures
+    Checked against PEARL's code (katerakelly/oyster: ``rlkit/envs/half_cheetah_vel.py``,
+    ``rlkit/envs/half_cheetah.py``, ``configs/cheetah-vel.json``, ``launch_experiment.py``). The
+    reward (``-|v - v*| - 0.5 * 1e-1 * sum(a**2)``), horizon (200) and split sizes (100 train, 30
+    eval) are PEARL's. Where this family departs from it:
+
+    * **Observation.** PEARL's has 20 values (float32): qpos without the root x (8), qvel (9) and the
+      torso's position ``get_body_com("torso")`` (3, absolute x included). Ours is HalfCheetah-v5's 17
+      values: no torso position.
+    * **Model.** PEARL steps Gym's mujoco-py HalfCheetah; ours is Gymnasium's HalfCheetah-v5 model and
+      reset noise under MuJoCo 3.3.0.
+    * **Targets.** PEARL draws 130 targets from U(0, 3) after ``np.random.seed(1337)`` and takes the
+      first 100 for training, the last 30 for evaluation (its docstring says U(0, 2), MAML's range;
+      the code draws U(0, 3)). Ours: the same range and sizes, another generator and seed (other
+      values); ``test-ood`` (U(3, 4)) is ours.
+
     ## Version history
     * v0: initial version, on HalfCheetah-v5's model.
     """
@@ -74,6 +92,10 @@ class HalfCheetahVelEnv(MujocoMetaEnv, HalfCheetahEnv):
     }
     n_adapt, n_eval = 2, 1
     ctrl_cost_weight = 0.05
+    #: ``reward_ctrl`` follows from the action and ``reward_run`` is ``reward - reward_ctrl``. Hidden:
+    #: ``x_position`` (the observation leaves it out) and ``x_velocity`` (the step's mean velocity,
+    #: which the observation does not give exactly; with ``reward_run`` it pins the target in a step).
+    public_info_keys = frozenset({"reward_run", "reward_ctrl"})
 
     def __init__(self, **kwargs: Any):
         HalfCheetahEnv.__init__(self, **kwargs)
@@ -138,8 +160,28 @@ class HalfCheetahVelNonStationaryEnv(HalfCheetahVelEnv):
     ``info["task_index"]`` is the acting task's index. ``env.unwrapped.task`` is the acting task; the
     task passed to ``reset``/``set_task`` starts every episode.
 
+    ## Source and departures
+    Checked against CEMRL's code (zhenshan-bing/cemrl ``configs/cheetah-non-stationary-vel.json``,
+    ``rlkit/envs/half_cheetah_non_stationary_vel.py``; the env itself is in
+    zhenshan-bing/meta_rand_envs ``half_cheetah_non_stationary_velocity.py`` and ``base.py``). CEMRL's
+    configuration is :class:`HalfCheetahVelNonStationaryV1Env` (``-v1``); this v0 departs from it:
+
+    * **Default schedule.** CEMRL's configuration changes by ``"location"``; v0 defaults to ``"time"``.
+    * **Time rule.** CEMRL flips a coin at every step once more than ``change_steps`` steps have passed
+      since the last change, then restarts the count (with ``change_prob`` 1: every 101 steps); v0
+      changes at ``step % change_steps == 0`` with probability ``change_prob`` (every 100 steps).
+    * **Targets.** CEMRL's are U(0.5, 3.0); v0's U(0, 3) (``test-ood`` U(3, 4), ours). CEMRL draws
+      its 100 train and 30 eval targets each after ``np.random.seed(1337)``, so its eval targets are
+      its first 30 train targets; here the splits are disjoint.
+    * **Change draws.** CEMRL draws the next target from all train (or eval) targets, the current one
+      included; here never the current one, from the split of the episode's first task.
+    * **Observation.** CEMRL's has 20 values: qpos without the root x, the torso's position (3) and
+      qvel; v0 has HalfCheetah-v5's 17. The location rule reads the torso body's x
+      (``get_body_com``) in CEMRL, ``qpos[0]`` here (the same point, one substep apart).
+
     ## Version history
     * v0: initial version, ``"time"`` and ``"location"`` schedules.
+    * v1 (``metabench/HalfCheetahVelNonStationary-v1``): CEMRL's configuration (see above).
     """
 
     env_id = "metabench/HalfCheetahVelNonStationary-v0"
@@ -186,6 +228,10 @@ class HalfCheetahVelNonStationaryEnv(HalfCheetahVelEnv):
             return TimeSchedule(every=change_steps, prob=change_prob)
         return LocationSchedule(basis=basis, interval=interval)
 
+    def _position(self) -> float:
+        """The x that the location schedule reads after a step: the root's."""
+        return float(self.data.qpos[0])
+
     def _next_task(self) -> Task | None:
         """The task to act after a change point, or None to keep the current one."""
         assert self._episode_task is not None and self._task is not None
@@ -201,7 +247,7 @@ class HalfCheetahVelNonStationaryEnv(HalfCheetahVelEnv):
     def step(self, action):
         obs, reward, info = self._advance(action)
         self._t += 1
-        changed = self.schedule.should_change(self._t, float(self.data.qpos[0]), self.np_random)
+        changed = self.schedule.should_change(self._t, self._position(), self.np_random)
         if changed:
             new = self._next_task()
             changed = new is not None
@@ -264,6 +310,13 @@ class HalfCheetahDirEnv(HalfCheetahVelEnv):
     ## Episode
     200 steps (MAML's and PEARL's horizon); never terminates early. No success criterion.
 
+    ## Source and departures
+    Checked against PEARL's ``rlkit/envs/half_cheetah_dir.py`` and ``half_cheetah.py``
+    (katerakelly/oyster): the reward, the two tasks and the horizon are PEARL's. Departures: the
+    observation is HalfCheetah-v5's 17 values, where PEARL's 20 add the torso's position
+    (``get_body_com("torso")``, absolute x included); the model is Gymnasium's HalfCheetah-v5 under
+    MuJoCo 3.3.0, not Gym's mujoco-py one.
+
     ## Version history
     * v0: initial version, on HalfCheetah-v5's model.
     """
@@ -303,8 +356,21 @@ class HalfCheetahDirNonStationaryEnv(HalfCheetahDirEnv, HalfCheetahVelNonStation
     ## Episode
     800 steps (CEMRL's ``max_path_length``); never terminates early.
 
+    ## Source and departures
+    Checked against CEMRL's ``configs/cheetah-non-stationary-dir.json`` and meta_rand_envs'
+    ``half_cheetah_non_stationary_direction.py`` and ``base.py``: the location rule (basis 10,
+    interval 2), the turn-back rule, the reward and the horizon are CEMRL's. Departures (v1,
+    :class:`HalfCheetahDirNonStationaryV1Env`, removes the first two):
+
+    * **Observation.** CEMRL's 20 values add the torso's position to HalfCheetah-v5's 17.
+    * **Time rule.** CEMRL's time mode flips a coin at every step once more than ``change_steps``
+      steps have passed since the last change; v0 changes at ``step % change_steps == 0``. (CEMRL's
+      time mode also turns forward into backward only, never back: its ``change_active_task`` is
+      called without a side, which counts as the positive one. Here the direction flips both ways.)
+
     ## Version history
     * v0: initial version.
+    * v1 (``metabench/HalfCheetahDirNonStationary-v1``): CEMRL's observation and time rule.
     """
 
     env_id = "metabench/HalfCheetahDirNonStationary-v0"
@@ -342,3 +408,199 @@ class HalfCheetahDirNonStationaryEnv(HalfCheetahDirEnv, HalfCheetahVelNonStation
             return None
         split = self._episode_task.split if self._episode_task.split != CUSTOM_SPLIT else "train"
         return next(t for t in tasks(self.env_id, split) if t.params["direction"] == want)
+
+
+# ------------------------------------------------------------------------------- CEMRL's configuration
+class CemrlTargetVelocity(TargetVelocity):
+    """CEMRL's target velocities: U(0.5, 3) in distribution; U(3, 4) out of distribution (ours)."""
+
+    split_seed = 2022
+
+    def sample(self, rng: np.random.Generator, n: int, split: str) -> list[dict[str, Any]]:
+        lo, hi = (0.5, 3.0) if split != "test-ood" else (3.0, 4.0)
+        return [{"velocity": float(v)} for v in rng.uniform(lo, hi, size=n)]
+
+
+class _CemrlCheetah:
+    """CEMRL's observation and time rule for the non-stationary cheetahs (meta_rand_envs' ``base.py``
+    and ``half_cheetah_non_stationary_*.py``): put it first among the bases of a v0 class."""
+
+    schedules: ClassVar[tuple[str, ...]] = ("location", "time")
+    #: The step's reward minus its control term is the task's term, so only the control term is
+    #: passed on; ``x_velocity`` and ``reward_run`` stay hidden.
+    public_info_keys = frozenset({"reward_ctrl"})
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._torso = int(self.model.body("torso").id)
+        self.observation_space = spaces.Box(-np.inf, np.inf, (20,), np.float64)
+
+    @classmethod
+    def _make_schedule(
+        cls, kind: str, change_steps: int, change_prob: float, basis: float, interval: float
+    ) -> Schedule:
+        if kind == "time":
+            return CemrlTimeSchedule(steps=change_steps, prob=change_prob)
+        return super()._make_schedule(kind, change_steps, change_prob, basis, interval)  # type: ignore[misc]
+
+    def _get_obs(self) -> np.ndarray:
+        # CEMRL's (PEARL's) order: qpos without the root x, the torso body's position, qvel.
+        data = self.data
+        return np.concatenate((data.qpos[1:], data.xpos[self._torso], data.qvel))
+
+    def _advance(self, action: Any) -> tuple[np.ndarray, float, dict[str, Any]]:
+        _, reward, info = super()._advance(action)  # type: ignore[misc]
+        return self._get_obs(), reward, info
+
+    def _position(self) -> float:
+        # CEMRL reads get_body_com("torso")[0]: the torso's xpos, as of the last substep's forward pass.
+        return float(self.data.xpos[self._torso, 0])
+
+
+class HalfCheetahVelNonStationaryV1Env(_CemrlCheetah, HalfCheetahVelNonStationaryEnv):
+    """CEMRL's non-stationary velocity cheetah: the target velocity changes as the cheetah runs.
+
+    CEMRL's ``cheetah-non-stationary-vel`` configuration (Bing et al., 2022; zhenshan-bing/cemrl
+    ``configs/cheetah-non-stationary-vel.json``, the env in zhenshan-bing/meta_rand_envs
+    ``half_cheetah_non_stationary_velocity.py`` and ``base.py``), on Gymnasium's HalfCheetah-v5 model.
+
+    ## Observation
+    ``Box(-inf, inf, (20,), float64)``, CEMRL's (and PEARL's cheetah's): qpos without the root x (8),
+    the torso body's world position (x, y, z; 3, absolute x included, so an agent sees how far it
+    has run) and qvel (9).
+
+    ## Action
+    ``Box(-1, 1, (6,), float32)``: joint torques, as HalfCheetah-v5.
+
+    ## Reward
+    ``r = -|v - v*| - 0.05 * sum(a**2)``, where ``v = (x_after - x_before) / dt`` is the root's forward
+    velocity over the step (``dt`` = 0.05 s) and ``v*`` the target acting during the step. ``info``
+    holds ``x_velocity``, ``reward_run`` (the first term) and ``reward_ctrl``.
+
+    ## Task parameters
+    ``velocity`` (m/s), valid in [0, 4].
+
+    ## Splits
+    ``train``: 100 and ``test``: 30 targets from U(0.5, 3) (CEMRL's range and sizes), drawn together
+    and cut apart; ``test-ood``: 30 targets from U(3, 4), faster than any training target. Split seed
+    2022.
+
+    ## Episode
+    800 steps (CEMRL's ``max_path_length``); never terminates early (``termination_possible`` false).
+    The harness gives each test task 1 adaptation and 1 evaluation episode: adapting means following
+    the changes inside an episode.
+
+    ## Non-stationarity
+    Each change makes another target act, drawn with ``self.np_random`` from the split of the
+    episode's first task (``train`` for a custom first task), never the current one. When:
+
+    * ``schedule="location"`` (default, CEMRL's): change points at ``+(10 + U(0,1))`` and
+      ``-(10 + U(0,1))`` along x (``change_point_basis`` 10, ``change_point_interval`` 1), drawn at
+      every reset; when the torso's x passes one, the target changes and that point moves
+      ``10 + U(0,1)`` further out (:class:`metabench.env.LocationSchedule`). A cheetah running at 2 m/s
+      meets a change point about every 100 steps; one that stands still meets none.
+    * ``schedule="time"``: CEMRL's rule (:class:`metabench.env.CemrlTimeSchedule`): once more than
+      ``change_steps`` (100) steps have passed since the start or the last change, the target changes
+      with probability ``change_prob`` (1.0) at each step, and the count restarts: with the defaults,
+      after 101, 202, ... steps.
+
+    ``info["task_changed"]`` is true on the step after which the new target acts,
+    ``info["task_index"]`` is the acting task's index; ``env.unwrapped.task`` is the acting task.
+
+    ## Budgets
+    ``smoke`` 2,000 env steps (v0's); ``ci`` HalfCheetahVel's (a placeholder until it is measured);
+    ``standard`` 4,896,000, CEMRL's configuration: 800 steps on each of 100 train tasks first, then
+    301 epochs of 800 steps on each of 20 tasks.
+
+    ## Source and departures
+    Checked against the files named above. Location rule, basis and interval, target range, split
+    sizes, reward, horizon and observation are CEMRL's; where this family departs from it:
+
+    * **Splits.** CEMRL draws its 100 train and 30 eval targets each after ``np.random.seed(1337)``,
+      so its eval targets are its first 30 train targets; here ``test`` is disjoint from ``train``,
+      drawn with another generator and seed, and ``test-ood`` is ours.
+    * **Change draws.** CEMRL draws the next target from all train (or eval) targets, the current one
+      included, with the global ``np.random``; here never the current one, with ``self.np_random``,
+      and a test episode's targets are all test targets.
+    * **Model.** Gymnasium's HalfCheetah-v5 model and reset noise under MuJoCo 3.3.0, not Gym's
+      mujoco-py HalfCheetah. The observation is float64 (CEMRL's float32).
+
+    ## Version history
+    * v1: CEMRL's configuration (location schedule by default, targets U(0.5, 3), its observation and
+      its time rule).
+    * v0 (``metabench/HalfCheetahVelNonStationary-v0``): time schedule by default, targets U(0, 3),
+      HalfCheetah-v5's observation, changes at multiples of ``change_steps``.
+    """
+
+    env_id = "metabench/HalfCheetahVelNonStationary-v1"
+    family = CemrlTargetVelocity()
+    split_hashes = {
+        "train": "42566e1a88a0f2adc630d15844e9b7a23cc7c56e56984b9266b4d680e11a14c7",
+        "test": "b3fbce282cc5389fd326b314451928257c1ee7d9fc89a6b3e5d4938b6e9219c9",
+        "test-ood": "08d92d201e0504ad8919eb644e7619becc76d5013d8d47dc5d03387319beed2d",
+    }
+    budgets = {
+        "smoke": HalfCheetahVelNonStationaryEnv.budgets["smoke"],
+        "ci": HalfCheetahVelEnv.budgets["ci"],
+        "standard": 4_896_000,
+    }
+
+    def __init__(
+        self,
+        schedule: str = "location",
+        change_steps: int = 100,
+        change_prob: float = 1.0,
+        change_point_basis: float = 10.0,
+        change_point_interval: float = 1.0,
+        **kwargs: Any,
+    ):
+        super().__init__(
+            schedule=schedule,
+            change_steps=change_steps,
+            change_prob=change_prob,
+            change_point_basis=change_point_basis,
+            change_point_interval=change_point_interval,
+            **kwargs,
+        )
+
+
+class HalfCheetahDirNonStationaryV1Env(_CemrlCheetah, HalfCheetahDirNonStationaryEnv):
+    """CEMRL's non-stationary direction cheetah: run forward or backward, turned round by location.
+
+    CEMRL's ``cheetah-non-stationary-dir`` configuration (zhenshan-bing/cemrl
+    ``configs/cheetah-non-stationary-dir.json``; meta_rand_envs
+    ``half_cheetah_non_stationary_direction.py``). As :class:`HalfCheetahDirNonStationaryEnv` (reward
+    ``d * v - 0.05 * sum(a**2)``, the two directions shared by ``train`` and ``test``, 800 steps, the
+    location rule with basis 10 and interval 2, turning back towards the start) except:
+
+    ## Observation
+    ``Box(-inf, inf, (20,), float64)``, CEMRL's: qpos without the root x (8), the torso body's world
+    position (3) and qvel (9).
+
+    ## Non-stationarity
+    ``schedule="location"`` (default) as v0. ``schedule="time"`` follows CEMRL's time rule
+    (:class:`metabench.env.CemrlTimeSchedule`): once more than ``change_steps`` steps have passed since
+    the last change, the direction flips with probability ``change_prob`` at each step.
+
+    ## Budgets
+    ``standard`` 1,609,600 env steps, CEMRL's configuration (3,200 steps on each of the 2 tasks, then
+    501 epochs of 1,600 steps on each); ``smoke`` and ``ci`` the defaults.
+
+    ## Source and departures
+    Location rule, tasks, reward, horizon and observation are CEMRL's. Departures: in CEMRL's time
+    mode the direction turns from forward to backward only, never back (its ``change_active_task``
+    is called without a side, which counts as passing the positive change point); here it flips both
+    ways. The model is Gymnasium's HalfCheetah-v5 under MuJoCo 3.3.0 and the observation float64.
+
+    ## Version history
+    * v1: CEMRL's observation and time rule.
+    * v0 (``metabench/HalfCheetahDirNonStationary-v0``): HalfCheetah-v5's observation, changes at
+      multiples of ``change_steps`` in the time mode.
+    """
+
+    env_id = "metabench/HalfCheetahDirNonStationary-v1"
+    split_hashes = {
+        "train": "578821b42b1867bb8746ea17065a1a1f694d183d3e2343ab7e8cf5e0ed6ab97c",
+        "test": "3774c8f92b3a8b0825f5050164d7abcf68dafaba6cd23b703c1acbda633ddf76",
+    }
+    budgets = {"smoke": 2_000, "ci": 100_000, "standard": 1_609_600}

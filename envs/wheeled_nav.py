@@ -124,8 +124,36 @@ class WheeledNavEnv(MujocoMetaEnv, MujocoEnv, EzPickle):
     ``info["success"]`` is true on the step that reaches the goal (the terminating step); an episode
     succeeds when any step does (``success_rule = "any"``).
 
+    ## Source and departures
+    Checked against TESP's code (llan-ml/tesp: ``tesp/envs/mujoco/wheeled.py``, ``mujoco_env.py``,
+    ``assets/wheeled.xml``, ``envs/reset_wrapper.py``, ``main_train.py``) and its supplement
+    (``materials/supplement.pdf``). Where this family departs from it:
+
+    * **Control cost (fixed in v1).** TESP's policy acts in [-1, 1], scaled to the ±50 ctrl range and
+      clipped, and its cost is ``1e-3 * 0.5 * sum((a / 50)**2)``; here the raw ±50 action is squared,
+      ``1e-3 * sum(a**2)``: 5,000 times TESP's for the same action (the supplement writes
+      ``0.001 * ||a||^2`` without the 0.5; we follow the code).
+    * **Model.** TESP's car (``wheeled.xml``, total mass 24) moves on x, y, z slide joints and a yaw
+      hinge, with two wheels of radius 0.1, 0.4 apart, velocity actuators of gain 1 and no casters;
+      ours is a free-jointed 1 kg chassis with wheels of radius 0.04, 0.15 apart, actuators of gain
+      0.02 and two casters. Same timestep (0.01) and frame skip (5).
+    * **Observation.** TESP's 9 values are the x, y, z slide positions, the sine and cosine of the yaw,
+      and the x, y, z and yaw velocities (no wheel velocities); ours replace the z and yaw velocities
+      with the two wheels' angular velocities.
+    * **Reset.** TESP starts the car at rest at the origin, heading +x, with no noise; ours perturbs
+      x, y and the heading (see Episode).
+    * **Goal sets.** TESP draws D (train), D' (test) and D'' (test-ood) of 100 goals each with numpy's
+      ``RandomState(1)``: D and D' uniform in the square, kept if 0.2 < |g| < 1.1 (the supplement says
+      only "within a circle ρ < 1.1"), D'' if 1.1 < |g| < 1.5; D' keeps 0.1 from D and itself, D'' only
+      from itself. Ours: the same annuli, sizes and 0.1 separation, but another generator and seed (so
+      other goal values), every goal 0.1 from every other split's too (this binds only near
+      |g| = 1.1), and coordinates rounded to 6 decimals.
+    * **Success** is ours (TESP reports returns only); reaching the goal terminates, as in TESP.
+
     ## Version history
-    * v0: initial version.
+    * v1 (``metabench/WheeledNav-v1``): TESP's normalised control cost. Supersedes v0.
+    * v0: initial version; its control cost squares the raw ±50 action (see above). Kept registered
+      so that published numbers stay reproducible; use v1.
     """
 
     env_id = "metabench/WheeledNav-v0"
@@ -141,6 +169,9 @@ class WheeledNavEnv(MujocoMetaEnv, MujocoEnv, EzPickle):
 
     frame_skip = 5
     goal_tolerance = 0.02
+    #: ``reward_ctrl`` follows from the action, ``distance`` is ``reward_ctrl - reward`` and
+    #: ``success`` is ``distance < goal_tolerance``: nothing the reward does not say already.
+    public_info_keys = frozenset({"success", "distance", "reward_ctrl"})
     ctrl_cost_weight = 1e-3
     reset_pos_noise = 0.01
     reset_yaw_noise = 0.05
@@ -198,15 +229,66 @@ class WheeledNavEnv(MujocoMetaEnv, MujocoEnv, EzPickle):
         obs[7:9] = qvel[self._wheel_dofs]
         return obs
 
+    def _ctrl_reward(self, a: np.ndarray) -> float:
+        """The control term of the reward for action ``a`` (v0: the raw action squared)."""
+        return -self.ctrl_cost_weight * float(a @ a)
+
     def step(self, action):
         a = check_action(action, self.action_space)
         self.data.ctrl[:] = a
         mujoco.mj_step(self.model, self.data, nstep=self.frame_skip)
         obs = self._get_obs()
         distance = math.hypot(obs[0] - self._gx, obs[1] - self._gy)
-        reward_ctrl = -self.ctrl_cost_weight * float(a @ a)
+        reward_ctrl = self._ctrl_reward(a)
         reached = distance < self.goal_tolerance
         info = {"distance": distance, "reward_ctrl": reward_ctrl, "success": reached, **self._task_info()}
         if self.render_mode == "human":
             self.render()
         return obs, -distance + reward_ctrl, reached, False, info
+
+
+class WheeledNavV1Env(WheeledNavEnv):
+    """WheeledNav with TESP's control cost: a two-wheeled car must drive to an unseen goal.
+
+    Everything is as in :class:`WheeledNavEnv` (model, observation, action, goal sets drawn the same
+    way, episode, success) except the control term of the reward.
+
+    ## Reward
+    ``r = -||p_xy - g||_2 - 1e-3 * 0.5 * sum((clip(a, -50, 50) / 50)**2)``: TESP's
+    (``tesp/envs/mujoco/mujoco_env.py``, ``calculate_ctrl_cost`` with ``ctrl_cost_coeff`` 1e-3 from
+    ``main_train.py``), whose policy acts in [-1, 1] scaled to the ±50 ctrl range. Here the action is
+    the wheels' target velocity in rad/s as in v0; the cost normalises it to [-1, 1] first, so a
+    full-speed action costs 1e-3 a step, against 5 in v0. ``info`` holds ``distance`` (the first
+    term's norm) and ``reward_ctrl``.
+
+    ## Splits
+    Drawn as v0's (same sampler, seed and sizes): ``train`` = D and ``test`` = D' (100 goals each,
+    0.2 < |g| < 1.1), ``test-ood`` = D'' (100 goals, 1.1 < |g| < 1.5), every goal at least 0.1 from
+    every other. The same goal values as v0's splits; the split hashes differ with the id.
+
+    ## Source and departures
+    TESP's wheeled-robot task; the departures are v0's (see :class:`WheeledNavEnv`) except the
+    control cost, which is TESP's here: the model, observation (z and yaw velocities replaced by the
+    wheels'), reset noise, goal values (other generator and seed, cross-split separation, 6-decimal
+    rounding) and the success flag are ours.
+
+    ## Version history
+    * v1: TESP's normalised control cost; supersedes v0.
+    * v0: the control cost squared the raw ±50 action (5,000 times TESP's).
+    """
+
+    env_id = "metabench/WheeledNav-v1"
+    split_hashes = {
+        "train": "9c2dff1560bcd71dd9711b4d46ba9b32baaaf31de97fc2201fedb2fdc82a35cf",
+        "test": "79f1087ba75f63054cb7fdcf1d0564cb68ab942ddbc7f7e99b961fb4e45fc584",
+        "test-ood": "69bbfaa61e1f2e9447fe58238974872c15607ae5f820600b35d1c1d2db9553b0",
+    }
+    #: ``reward_ctrl`` follows from the action and ``success`` from the episode ending; the goal
+    #: distance (the reward's other term) is not passed on.
+    public_info_keys = frozenset({"success", "reward_ctrl"})
+    ctrl_cost_weight = 1e-3 * 0.5
+    action_limit = 50.0
+
+    def _ctrl_reward(self, a: np.ndarray) -> float:
+        u = np.clip(a, -self.action_limit, self.action_limit) / self.action_limit
+        return -self.ctrl_cost_weight * float(u @ u)

@@ -42,6 +42,12 @@ class MetaEnv(gym.Env):
     #: Meta-training budget in env steps per tier; the same for every agent, so that the
     #: leaderboard compares like with like. Families override with what their tier needs.
     budgets: ClassVar[Mapping[str, int]] = {"smoke": 2_000, "ci": 100_000, "standard": 2_000_000}
+    #: The ``info`` keys an agent that is not an oracle may see (the harness passes only these).
+    #: Declare a key public only when it tells nothing the agent cannot work out from what it sees
+    #: anyway (observations, its actions and the reward): ``success``, reward terms that follow from
+    #: the reward and the action. Goal distances, positions the observation hides and other
+    #: task-derived values stay hidden. ``task_*`` keys are never public.
+    public_info_keys: ClassVar[frozenset[str]] = frozenset({"success"})
 
     _fixed_task: Task | None = None
     _task: Task | None = None
@@ -194,6 +200,35 @@ class TimeSchedule(Schedule):
 
     def should_change(self, step: int, position: float, np_random: np.random.Generator) -> bool:
         return step % self.every == 0 and bool(np_random.random() < self.prob)
+
+
+@dataclasses.dataclass
+class CemrlTimeSchedule(Schedule):
+    """CEMRL's ``"time"`` mode as its code has it (``meta_rand_envs/base.py``, ``check_env_change``):
+    once more than ``steps`` steps have passed since the episode start or the last change, the task
+    changes with probability ``prob`` at every step, and a change restarts the count.
+
+    With ``prob`` = 1 the task changes every ``steps + 1`` steps: for ``steps`` = 100, the new task acts
+    from the 102nd step on (after 101 steps), then after 202, 303, ... steps. With ``prob`` < 1 each
+    gap is ``steps + 1`` plus a geometric wait (mean ``1/prob - 1`` more steps).
+    """
+
+    steps: int = 100
+    prob: float = 1.0
+    last: int = dataclasses.field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        if self.steps < 0 or not 0.0 <= self.prob <= 1.0:
+            raise ValueError(f"CemrlTimeSchedule needs steps >= 0 and 0 <= prob <= 1, got {self}")
+
+    def reset(self, np_random: np.random.Generator) -> None:
+        self.last = 0
+
+    def should_change(self, step: int, position: float, np_random: np.random.Generator) -> bool:
+        if step - self.last > self.steps and (self.prob >= 1.0 or np_random.random() < self.prob):
+            self.last = step
+            return True
+        return False
 
 
 @dataclasses.dataclass

@@ -34,12 +34,23 @@ ENVS: tuple[EnvEntry, ...] = (
         "metabench.envs.half_cheetah:HalfCheetahVelNonStationaryEnv",
         800,
     ),
+    EnvEntry(
+        "metabench/HalfCheetahVelNonStationary-v1",
+        "metabench.envs.half_cheetah:HalfCheetahVelNonStationaryV1Env",
+        800,
+    ),
     EnvEntry("metabench/StrikerDynamics-v0", "metabench.envs.striker:StrikerDynamicsEnv", 200),
     EnvEntry("metabench/WheeledNav-v0", "metabench.envs.wheeled_nav:WheeledNavEnv", 200),
+    EnvEntry("metabench/WheeledNav-v1", "metabench.envs.wheeled_nav:WheeledNavV1Env", 200),
     EnvEntry("metabench/HalfCheetahDir-v0", "metabench.envs.half_cheetah:HalfCheetahDirEnv", 200),
     EnvEntry(
         "metabench/HalfCheetahDirNonStationary-v0",
         "metabench.envs.half_cheetah:HalfCheetahDirNonStationaryEnv",
+        800,
+    ),
+    EnvEntry(
+        "metabench/HalfCheetahDirNonStationary-v1",
+        "metabench.envs.half_cheetah:HalfCheetahDirNonStationaryV1Env",
         800,
     ),
     EnvEntry("metabench/AntDir-v0", "metabench.envs.ant:AntDirEnv", 200),

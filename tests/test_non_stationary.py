@@ -7,11 +7,14 @@ import numpy as np
 import pytest
 
 import metabench
-from metabench.env import LocationSchedule
+from metabench.env import CemrlTimeSchedule, LocationSchedule
+from metabench.tasks import env_class
 
 VEL_NS = "metabench/HalfCheetahVelNonStationary-v0"
 DIR_NS = "metabench/HalfCheetahDirNonStationary-v0"
 ANT_NS = "metabench/AntDirNonStationary-v0"
+VEL_CEMRL = "metabench/HalfCheetahVelNonStationary-v1"
+DIR_CEMRL = "metabench/HalfCheetahDirNonStationary-v1"
 
 
 def test_location_schedule_draws_and_moves_change_points() -> None:
@@ -90,3 +93,102 @@ def test_ant_direction_changes_by_time_within_the_split() -> None:
     assert splits == {"test"}
     env.reset(seed=0)
     assert env.unwrapped.task == task
+
+
+# ------------------------------------------------------------------------- CEMRL's configuration (v1)
+def change_steps_of(env: gym.Env, n: int, action: np.ndarray | None = None) -> list[int]:
+    """The (1-based) steps after which the task changed, over ``n`` steps."""
+    action = np.zeros(env.action_space.shape) if action is None else action
+    return [t for t in range(1, n + 1) if env.step(action)[4]["task_changed"]]
+
+
+def test_cemrl_time_schedule_flips_a_coin_once_the_count_has_passed() -> None:
+    """meta_rand_envs base.py: change when steps > change_steps and a coin says so; restart the count."""
+    rng = np.random.default_rng(0)
+    s = CemrlTimeSchedule(steps=100, prob=1.0)
+    s.reset(rng)
+    assert [t for t in range(1, 400) if s.should_change(t, 0.0, rng)] == [101, 202, 303]
+    s = CemrlTimeSchedule(steps=10, prob=0.25)
+    s.reset(rng)
+    changes = [t for t in range(1, 2_001) if s.should_change(t, 0.0, rng)]
+    gaps = np.diff([0, *changes])
+    assert gaps.min() >= 11 and gaps.max() > 11  # never sooner than steps + 1, sometimes later
+    # The wait after steps + 1 is geometric with p = 0.25: mean 1 / p - 1 = 3 more steps.
+    assert np.mean(gaps) == pytest.approx(11 + 3, abs=1.0)
+    s.reset(rng)
+    assert s.last == 0
+    with pytest.raises(ValueError, match="0 <= prob <= 1"):
+        CemrlTimeSchedule(steps=10, prob=1.5)
+
+
+def test_cemrl_velocity_cheetah_is_cemrls_configuration() -> None:
+    env = gym.make(VEL_CEMRL)
+    sched = env.unwrapped.schedule
+    assert isinstance(sched, LocationSchedule) and (sched.basis, sched.interval) == (10.0, 1.0)
+    assert env.spec.max_episode_steps == 800 and env.unwrapped.n_adapt == 1
+    for split, (lo, hi) in {"train": (0.5, 3.0), "test": (0.5, 3.0), "test-ood": (3.0, 4.0)}.items():
+        v = np.array([t.params["velocity"] for t in metabench.tasks(VEL_CEMRL, split)])
+        assert len(v) == {"train": 100, "test": 30, "test-ood": 30}[split]
+        assert lo <= v.min() and v.max() <= hi
+    budgets, cls = env.unwrapped.budgets, type(env.unwrapped)
+    assert budgets["smoke"] == gym.make(VEL_NS).unwrapped.budgets["smoke"]
+    assert budgets["ci"] == env_class("metabench/HalfCheetahVel-v0").budgets["ci"]
+    assert budgets["standard"] == 100 * 800 + 301 * 20 * 800
+    assert "reward_run" not in cls.public_info_keys and "x_velocity" not in cls.public_info_keys
+    # CEMRL's observation: qpos[1:], the torso body's position, qvel.
+    data = env.unwrapped.data
+    for step in range(2):
+        if step == 0:
+            o, _ = env.reset(seed=0, options={"task": metabench.tasks(VEL_CEMRL, "test")[0]})
+        else:
+            o = env.step(env.action_space.sample())[0]
+        assert o.shape == (20,) and env.observation_space.contains(o)
+        np.testing.assert_array_equal(o[:8], data.qpos[1:])
+        np.testing.assert_array_equal(o[8:11], data.body("torso").xpos)
+        np.testing.assert_array_equal(o[11:], data.qvel)
+
+
+def test_cemrl_velocity_cheetah_changes_at_location_and_by_cemrls_time_rule() -> None:
+    env = gym.make(VEL_CEMRL)
+    task = metabench.tasks(VEL_CEMRL, "test")[2]
+    env.reset(seed=0, options={"task": task})
+    sched = env.unwrapped.schedule
+    assert not drive_to(env, sched.positive - 0.2)["task_changed"]
+    info = drive_to(env, sched.positive + 0.2)
+    assert info["task_changed"] and env.unwrapped.task != task and env.unwrapped.task.split == "test"
+    # Standing still meets no change point in 800 steps.
+    env.reset(seed=0, options={"task": task})
+    assert change_steps_of(env, 799) == [] and env.unwrapped.task == task
+    # The time mode is a kwarg: CEMRL's count (after 101, 202, ... steps), not v0's multiples of 100.
+    timed = gym.make(VEL_CEMRL, schedule="time")
+    assert isinstance(timed.unwrapped.schedule, CemrlTimeSchedule)
+    timed.reset(seed=0, options={"task": task})
+    assert change_steps_of(timed, 400) == [101, 202, 303]
+    v0 = gym.make(VEL_NS, schedule="time")
+    v0.reset(seed=0, options={"task": metabench.tasks(VEL_NS, "test")[2]})
+    assert change_steps_of(v0, 400) == [100, 200, 300, 400]
+    # With a coin, changes come later and the sequence is reproducible from the reset seed.
+    runs = []
+    for _ in range(2):
+        coin = gym.make(VEL_CEMRL, schedule="time", change_steps=20, change_prob=0.1)
+        coin.reset(seed=7, options={"task": task})
+        runs.append([(t, coin.unwrapped.task.index) for t in change_steps_of(coin, 799)])
+    assert runs[0] == runs[1] and len(runs[0]) >= 5
+    assert min(np.diff([0] + [t for t, _ in runs[0]])) >= 21
+
+
+def test_cemrl_direction_cheetah_flips_both_ways_by_time() -> None:
+    env = gym.make(DIR_CEMRL)
+    sched = env.unwrapped.schedule
+    assert isinstance(sched, LocationSchedule) and (sched.basis, sched.interval) == (10.0, 2.0)
+    assert env.observation_space.shape == (20,)
+    backward, forward = metabench.tasks(DIR_CEMRL, "test")
+    env.reset(seed=0, options={"task": forward})
+    assert drive_to(env, sched.positive + 0.1)["task_changed"] and env.unwrapped.task == backward
+    timed = gym.make(DIR_CEMRL, schedule="time")
+    timed.reset(seed=0, options={"task": forward})
+    seen = []
+    for t in range(1, 304):
+        if timed.step(np.zeros(6))[4]["task_changed"]:
+            seen.append((t, timed.unwrapped.task.params["direction"]))
+    assert seen == [(101, -1.0), (202, 1.0), (303, -1.0)]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import metabench
-from metabench.tasks import TaskError
+from metabench.tasks import TaskError, env_class
 
 ID = "metabench/WheeledNav-v0"
 
@@ -114,3 +114,53 @@ def test_goals_outside_the_square_are_rejected_with_the_valid_range() -> None:
         env.family.make_task(ID, {"goal": (2.0, 0.0)})
     with pytest.raises(TaskError, match=r"has shape \(3,\), expected \(2,\)"):
         env.family.make_task(ID, {"goal": (0.5, 0.5, 0.0)})
+
+
+# ------------------------------------------------------------------------------------------------ v1
+V1 = "metabench/WheeledNav-v1"
+
+
+def test_v1_control_cost_is_tesps_normalised_cost() -> None:
+    """TESP (tesp/envs/mujoco/mujoco_env.py): a = clip(a, -50, 50); cost = 0.5 * sum((a / 50)**2),
+    weighted by ctrl_cost_coeff 1e-3. v0 squares the raw action: 5,000 times more."""
+    task = metabench.tasks(V1, "test")[0]
+    v0, v1 = gym.make(ID), gym.make(V1)
+    v0.reset(seed=3, options={"task": metabench.tasks(ID, "test")[0]})
+    v1.reset(seed=3, options={"task": task})
+    goal = np.array(task.params["goal"])
+    for a in (np.array([50.0, -50.0]), np.array([10.0, 30.0]), np.array([-25.0, 5.0])):
+        obs0, _, _, _, info0 = v0.step(a)
+        obs1, r1, *_, info1 = v1.step(a)
+        np.testing.assert_array_equal(obs0, obs1)  # same car, same physics
+        want = -1e-3 * 0.5 * float(np.sum((a / 50.0) ** 2))
+        assert info1["reward_ctrl"] == pytest.approx(want, rel=1e-12)
+        assert info0["reward_ctrl"] == pytest.approx(5_000 * want, rel=1e-12)
+        assert r1 == pytest.approx(-np.hypot(*(obs1[:2] - goal)) + want, abs=1e-12)
+    assert v1.step(np.array([50.0, 50.0]))[4]["reward_ctrl"] == pytest.approx(-1e-3)
+    # Beyond the box TESP clips before the cost (MuJoCo clamps the ctrl the same way).
+    assert v1.step(np.array([500.0, -80.0]))[4]["reward_ctrl"] == pytest.approx(-1e-3)
+
+
+def test_v1_keeps_v0s_goal_sets_and_hides_the_distance() -> None:
+    for split in ("train", "test", "test-ood"):
+        np.testing.assert_array_equal(goals(split), [t.params["goal"] for t in metabench.tasks(V1, split)])
+    cls = env_class(V1)
+    assert "distance" not in cls.public_info_keys and "reward_ctrl" in cls.public_info_keys
+    assert "Supersedes v0" in env_class(ID).__doc__
+
+
+def test_v1_a_scripted_controller_pays_little_for_control() -> None:
+    """The audit found v0's control term 76% of a P controller's return; under TESP's cost it is small."""
+    far = int(np.argmax(np.hypot(*goals("test").T)))
+    shares = {}
+    for env_id in (ID, V1):
+        env = gym.make(env_id)
+        task = metabench.tasks(env_id, "test")[far]
+        obs, _ = env.reset(seed=0, options={"task": task})
+        total = ctrl = 0.0
+        done = False
+        while not done:
+            obs, r, terminated, truncated, info = env.step(drive_to(obs, np.array(task.params["goal"])))
+            total, ctrl, done = total + r, ctrl + info["reward_ctrl"], terminated or truncated
+        shares[env_id] = ctrl / total
+    assert shares[ID] > 0.5 and shares[V1] < 0.01, shares
