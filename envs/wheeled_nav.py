@@ -24,6 +24,7 @@ class SeparatedGoals(TaskFamily):
 
     In distribution (``train``, ``test``): 0.2 < |g| < 1.1; out of distribution (``test-ood``):
     1.1 < |g| < 1.5. Every goal is at least ``min_separation`` from every other goal of every split.
+    Subclasses rescale it by setting ``params``, ``radii``, ``min_separation``, ``_low`` and ``_high``.
     """
 
     params = {"goal": Param(-1.5, 1.5, size=2, doc="goal position (x, y) on the floor (m)")}
@@ -60,7 +61,7 @@ class SeparatedGoals(TaskFamily):
         kept = np.zeros((0, 2)) if avoid is None else np.asarray(avoid, dtype=np.float64).reshape(-1, 2)
         n_before = len(kept)
         while len(kept) < n_before + n:
-            g = np.round(rng.uniform(-1.5, 1.5, size=2), self.decimals)
+            g = np.round(rng.uniform(self._low, self._high, size=2), self.decimals)
             r = float(np.hypot(g[0], g[1]))
             if not lo < r < hi:
                 continue

@@ -28,6 +28,9 @@ class EnvEntry:
 ENVS: tuple[EnvEntry, ...] = (
     EnvEntry("metabench/PointNav-v0", "metabench.envs.point_nav:PointNavEnv", 20),
     EnvEntry("metabench/PointNavSparse-v0", "metabench.envs.point_nav:PointNavSparseEnv", 20),
+    EnvEntry(
+        "metabench/PointNavNonStationary-v0", "metabench.envs.point_nav:PointNavNonStationaryEnv", 100
+    ),
     EnvEntry("metabench/HalfCheetahVel-v0", "metabench.envs.half_cheetah:HalfCheetahVelEnv", 200),
     EnvEntry(
         "metabench/HalfCheetahVelNonStationary-v0",
@@ -42,6 +45,7 @@ ENVS: tuple[EnvEntry, ...] = (
     EnvEntry("metabench/StrikerDynamics-v0", "metabench.envs.striker:StrikerDynamicsEnv", 200),
     EnvEntry("metabench/WheeledNav-v0", "metabench.envs.wheeled_nav:WheeledNavEnv", 200),
     EnvEntry("metabench/WheeledNav-v1", "metabench.envs.wheeled_nav:WheeledNavV1Env", 200),
+    EnvEntry("metabench/ReacherGoal-v0", "metabench.envs.reacher:ReacherGoalEnv", 200),
     EnvEntry("metabench/HalfCheetahDir-v0", "metabench.envs.half_cheetah:HalfCheetahDirEnv", 200),
     EnvEntry(
         "metabench/HalfCheetahDirNonStationary-v0",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -9,6 +11,7 @@ import pytest
 import metabench
 from metabench.env import CemrlTimeSchedule, LocationSchedule
 from metabench.tasks import env_class
+from metabench.wrappers import ExplicitContext
 
 VEL_NS = "metabench/HalfCheetahVelNonStationary-v0"
 DIR_NS = "metabench/HalfCheetahDirNonStationary-v0"
@@ -192,3 +195,98 @@ def test_cemrl_direction_cheetah_flips_both_ways_by_time() -> None:
         if timed.step(np.zeros(6))[4]["task_changed"]:
             seen.append((t, timed.unwrapped.task.params["direction"]))
     assert seen == [(101, -1.0), (202, 1.0), (303, -1.0)]
+
+
+# ---------------------------------------------------------------------------- PointNavNonStationary
+POINT_NS = "metabench/PointNavNonStationary-v0"
+
+
+def point_episode(seed: int, task) -> list[tuple[int, int, float]]:
+    """(step, acting goal index, reward) at every jump of one 100-step episode of a still robot."""
+    env = gym.make(POINT_NS)
+    env.reset(seed=seed, options={"task": task})
+    out = []
+    for t in range(1, 101):
+        obs, r, _, truncated, info = env.step(np.zeros(2))
+        goal = np.array(env.unwrapped.task.params["goal"])
+        if info["task_changed"]:
+            out.append((t, info["task_index"], r))
+        else:  # the reward is the distance to the goal acting during the step
+            assert r == pytest.approx(-np.hypot(*(obs - goal)), abs=1e-6)
+    assert truncated
+    return out
+
+
+def test_point_goal_jumps_within_the_episode_reproducibly_from_the_seed() -> None:
+    task = metabench.tasks(POINT_NS, "test")[7]
+    a, b, c = point_episode(0, task), point_episode(0, task), point_episode(1, task)
+    assert a == b and a != c
+    for jumps in (a, c):
+        steps = [t for t, _, _ in jumps]
+        assert len(steps) >= 1 and steps[0] >= 21 and min(np.diff([0, *steps])) >= 21
+        indices = [task.index] + [i for _, i, _ in jumps]
+        assert all(x != y for x, y in itertools.pairwise(indices)), "a jump changes the goal"
+
+
+def test_point_jumps_stay_in_the_split_and_move_the_reward_not_the_robot() -> None:
+    env = gym.make(POINT_NS)
+    assert env.spec.max_episode_steps == 100 and env.unwrapped.n_adapt == 1
+    assert env.unwrapped.public_info_keys == frozenset({"success"})
+    task = metabench.tasks(POINT_NS, "test-ood")[3]
+    obs, _ = env.reset(seed=4, options={"task": task})
+    seen = set()
+    for _ in range(100):
+        before = obs
+        obs = env.step(np.array([0.05, 0.0]))[0]
+        np.testing.assert_allclose(
+            obs, before + np.array([0.05, 0.0]), atol=1e-6
+        )  # a jump does not move the robot
+        seen.add(env.unwrapped.task.split)
+    assert seen == {"test-ood"}
+    env.reset(seed=5)
+    assert env.unwrapped.task == task  # the task given to reset starts every episode
+    # The oracle's context follows the goal acting now.
+    wrapped = ExplicitContext(gym.make(POINT_NS))
+    wrapped.reset(seed=0, options={"task": task})
+    for _ in range(100):
+        obs = wrapped.step(np.zeros(2))[0]
+        np.testing.assert_allclose(obs[2:], wrapped.unwrapped.task.params["goal"], atol=1e-6)
+
+
+def test_point_change_rule_is_a_kwarg() -> None:
+    env = gym.make(POINT_NS, change_steps=10, change_prob=1.0)
+    env.reset(seed=0, options={"task": metabench.tasks(POINT_NS, "train")[0]})
+    assert change_steps_of(env, 100) == [11, 22, 33, 44, 55, 66, 77, 88, 99]
+    still = gym.make(POINT_NS, change_prob=0.0)
+    still.reset(seed=0)
+    assert change_steps_of(still, 100) == []
+
+
+def test_point_following_the_jumps_pays_the_returns_in_the_docstring() -> None:
+    env = gym.make(POINT_NS)
+    rng = np.random.default_rng(0)
+
+    def toward(obs: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        return np.clip(goal - obs, -0.1, 0.1)
+
+    policies = {
+        "random": lambda obs, first: rng.uniform(-0.1, 0.1, 2),
+        "still": lambda obs, first: np.zeros(2),
+        "first goal": lambda obs, first: toward(obs, first),
+        "tracking": lambda obs, first: toward(obs, np.array(env.unwrapped.task.params["goal"])),
+    }
+    mean = {}
+    for name, policy in policies.items():
+        returns = []
+        for k, task in enumerate(metabench.tasks(POINT_NS, "test")):
+            first = np.array(task.params["goal"])
+            for e in range(3):
+                obs, _ = env.reset(seed=100 * k + e, options={"task": task})
+                total = 0.0
+                for _ in range(100):
+                    obs, r, *_ = env.step(policy(obs, first))
+                    total += r
+                returns.append(total)
+        mean[name] = np.mean(returns)
+    want = {"random": -111.3, "still": -100.0, "first goal": -70.7, "tracking": -16.7}
+    assert mean == pytest.approx(want, abs=0.05)
