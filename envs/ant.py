@@ -54,6 +54,14 @@ class _AntMetaEnv(MujocoMetaEnv, AntEnv):
 
     #: Ant-v5 constructor arguments this family changes (the user's own kwargs still win).
     ant_defaults: dict[str, Any] = {}
+    #: ``reward_ctrl`` follows from the action, ``reward_survive`` from the observed torso height,
+    #: ``reward_contact`` from the observed contact forces, and the task term (``reward_forward``,
+    #: ``reward_goal``) is the reward minus those. Hidden: ``x_position``, ``y_position`` and
+    #: ``distance_from_origin`` where the observation leaves the torso's x, y out, and ``x_velocity``,
+    #: ``y_velocity`` (the step's mean velocity; with ``reward_forward`` it gives AntDir's direction).
+    public_info_keys = frozenset(
+        {"reward_forward", "reward_goal", "reward_ctrl", "reward_contact", "reward_survive"}
+    )
 
     def __init__(self, **kwargs: Any):
         AntEnv.__init__(self, **{**self.ant_defaults, **kwargs})
@@ -145,6 +153,20 @@ class AntDirEnv(_AntMetaEnv):
     200 steps (PEARL's horizon). Terminates as Ant-v5 when unhealthy: a non-finite state or the torso's
     height outside [0.2, 1.0]. No success criterion.
 
+    ## Source and departures
+    Checked against PEARL's ``rlkit/envs/ant_dir.py``, ``ant.py``, ``ant_multitask_base.py`` and
+    ``configs/ant-dir.json`` (katerakelly/oyster). The reward terms and weights (velocity along the
+    direction, control 0.5, contact 5e-4, survival 1), the healthy range and the horizon are PEARL's.
+    Departures:
+
+    * **Observation.** PEARL's has 27 values: qpos without the torso's x, y (13) and qvel (14), no
+      contact forces; ours is Ant-v5's 105, with the clipped contact forces.
+    * **Directions.** PEARL's config asks for 2 tasks with ``forward_backward`` left False, so its two
+      directions are drawn from U(0, 2π) by the unseeded global ``np.random`` and serve as both train
+      and eval tasks; ours are 100 train and 30 unseen test directions.
+    * **Model.** PEARL's ``assets/ant.xml`` ("same as gym ant but with sites") under mujoco-py; ours is
+      Ant-v5's model under MuJoCo 3.3.0.
+
     ## Version history
     * v0: initial version, on Ant-v5's model.
     """
@@ -202,6 +224,14 @@ class AntGoalEnv(_AntMetaEnv):
     reward and no survival bonus, ending the episode by falling over would otherwise pay). No success
     criterion.
 
+    ## Source and departures
+    Checked against PEARL's ``rlkit/envs/ant_goal.py`` and ``configs/ant-goal.json``: reward weights,
+    goal distribution (uniform in area on the disc of radius 3), 150/30 tasks, no termination and the
+    horizon are PEARL's. Departures: PEARL's observation has 113 values (its contact forces include
+    the world body's 6, which ours leave out as Ant-v5 does); PEARL reads the torso's position from
+    ``get_body_com`` (``xpos``), ours from ``qpos[:2]``; PEARL draws its goals with the unseeded global
+    ``np.random``; ``test-ood`` is ours; the model is Ant-v5's under MuJoCo 3.3.0.
+
     ## Version history
     * v0: initial version, on Ant-v5's model.
     """
@@ -219,6 +249,14 @@ class AntGoalEnv(_AntMetaEnv):
         "healthy_reward": 0.0,
         "terminate_when_unhealthy": False,
         "exclude_current_positions_from_observation": False,
+    }
+    #: Here the observation holds the torso's x, y: positions and velocities are public as well.
+    public_info_keys = _AntMetaEnv.public_info_keys | {
+        "x_position",
+        "y_position",
+        "distance_from_origin",
+        "x_velocity",
+        "y_velocity",
     }
 
     def __init__(self, **kwargs: Any):
@@ -251,6 +289,15 @@ class AntDirNonStationaryEnv(AntDirEnv):
     ## Episode
     800 steps (CEMRL's ``max_path_length``); terminates when unhealthy, as Ant-v5 (CEMRL's
     ``termination_possible`` for its ant).
+
+    ## Source and departures
+    After CEMRL's ``configs/ant-non-stationary-dir.json`` and meta_rand_envs'
+    ``ant_non_stationary_direction.py``, from which it departs in most respects: CEMRL has two
+    directions (±x) switched by the location rule (basis 10, interval 2), a reward of
+    ``10 * v_x * d - 0.5 * sum(a**2) - contact + 1``, termination when the torso's height leaves
+    [0.3, 10], and a 30-value observation (qpos without x, y; the torso's position; qvel; no contact
+    forces). Ours has continuous directions switched by time, AntDir's reward (velocity weight 1),
+    Ant-v5's healthy range [0.2, 1.0] and Ant-v5's 105-value observation.
 
     ## Version history
     * v0: initial version.

@@ -312,15 +312,36 @@ class MetaWorldEnv(MetaEnv, EzPickle):
     * ``render_mode`` (``"rgb_array"``, ``"depth_array"``, ``"human"``), ``camera_name``,
       ``camera_id``, ``width``, ``height``: passed to the Sawyer envs (Meta-World's defaults).
 
-    ## Source
+    ## Source and departures
     Yu et al., "Meta-World: A Benchmark and Evaluation for Multi-Task and Meta Reinforcement
-    Learning", CoRL 2019; Meta-World 3.1.1 (Farama Foundation), whose Sawyer envs this wraps.
+    Learning", CoRL 2019; Meta-World 3.1.1 (Farama Foundation), whose Sawyer envs this wraps: the
+    observation, action, reward, success flag and 500-step limit are Meta-World's own. Checked against
+    Meta-World 3.1.1's ``evaluation.py``, ``wrappers.py`` and ``__init__.py``; where the harness's use
+    of these envs departs from Meta-World's own evaluation:
+
+    * **Returns are not comparable.** Meta-World's ``evaluation`` turns on
+      ``AutoTerminateOnSuccessWrapper`` for evaluation episodes (and ``make_ml_envs_test`` builds test
+      envs with ``terminate_on_success=True``), so an evaluation episode ends at its first success and
+      its return stops there. Here every episode runs its 500 steps: a policy that succeeds early
+      keeps collecting reward (up to 10 a step with v2 rewards), so our returns are larger and are not
+      comparable with returns reported from Meta-World's evaluation. Success rates are comparable: an
+      episode succeeds when any step does, which is what a success-terminated episode's final flag
+      says. (Meta-World's adaptation episodes do not terminate on success either.)
+    * **Tasks.** Meta-World's ``metalearning_evaluation`` resamples test tasks for each of its
+      ``num_evals`` rounds; here the goal sets are frozen (50 per class and split) and the harness
+      meta-tests each task once per seed.
     """
 
     metadata = {"render_modes": ["human", "rgb_array", "depth_array"], "render_fps": 80}
     family: ClassVar[MetaWorldGoals]
     success_rule = "any"
     n_adapt, n_eval = 10, 3
+    #: Only Meta-World's ``success``. Its other keys are reward-shaping terms taken from the hidden
+    #: goal: ``obj_to_target`` is the object's (reach: the hand's) distance to it, ``in_place_reward``
+    #: its tolerance term, ``near_object``, ``grasp_reward`` and ``grasp_success`` are the hand's
+    #: distance to the goal in reach-like classes; ``unscaled_reward`` repeats the reward in some
+    #: classes only, so it is hidden with them.
+    public_info_keys = frozenset({"success"})
 
     def __init__(
         self,

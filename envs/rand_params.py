@@ -1,4 +1,4 @@
-"""Random dynamics as rand_param_envs defines them (PEARL's cheetah/hopper/walker "rand params").
+"""Random dynamics as rand_param_envs defines them (PEARL's hopper/walker "rand params", and a cheetah).
 
 Each task scales every element of a MuJoCo model's ``body_mass``, ``body_inertia`` and
 ``geom_friction`` by ``1.5**u`` and of its ``dof_damping`` by ``1.3**u``, one exponent ``u`` per element
@@ -96,6 +96,13 @@ class _RandParamsEnv(MujocoMetaEnv):
 
     #: Task exponents are turned into scale factors once per task object and kept (bounded).
     _cache_size: ClassVar[int] = 256
+    #: The task is the dynamics, not a target: ``reward_ctrl`` follows from the action,
+    #: ``reward_survive`` from the observed state, ``reward_forward`` is the reward minus those,
+    #: ``x_velocity`` is ``reward_forward`` over its weight and ``z_distance_from_origin`` is the
+    #: observed height. Hidden: ``x_position``, which the observation leaves out.
+    public_info_keys = frozenset(
+        {"reward_forward", "reward_ctrl", "reward_survive", "x_velocity", "z_distance_from_origin"}
+    )
 
     def _init_rand_params(self) -> None:
         self._dt = self.dt
@@ -128,10 +135,11 @@ class _RandParamsEnv(MujocoMetaEnv):
 
 
 class HalfCheetahRandParamsEnv(_RandParamsEnv, HalfCheetahEnv):
-    """Gymnasium's HalfCheetah-v5 with hidden random dynamics (PEARL's ``cheetah-rand-params``).
+    """Gymnasium's HalfCheetah-v5 with hidden random dynamics (rand_param_envs' scaling, our family).
 
-    rand_param_envs' random dynamics (used by PEARL, Rakelly et al., 2019) on HalfCheetah-v5's model;
-    the reward is HalfCheetah-v5's, so the task only changes how the body responds.
+    rand_param_envs' random dynamics (the scaling PEARL, Rakelly et al., 2019, uses for its hopper and
+    walker) applied to HalfCheetah-v5's model; the reward is HalfCheetah-v5's, so the task only changes
+    how the body responds.
 
     ## Observation
     ``Box(-inf, inf, (17,), float64)``: qpos without the root x (8) and qvel (9), as HalfCheetah-v5.
@@ -159,6 +167,15 @@ class HalfCheetahRandParamsEnv(_RandParamsEnv, HalfCheetahEnv):
 
     ## Episode
     200 steps (PEARL's horizon); never terminates early. No success criterion.
+
+    ## Source and departures
+    This family is ours. rand_param_envs (dennisl88/rand_param_envs) ships ``hopper_rand_params.py``,
+    ``walker2d_rand_params.py`` and a PR2 reacher, no cheetah; PEARL (katerakelly/oyster) has
+    ``configs/hopper_rand_params.json`` and ``walker_rand_params.json`` only. (CEMRL's
+    meta_rand_envs has cheetah random-parameter envs, non-stationary, with other choices.) What it
+    takes from rand_param_envs' ``base.py`` (``RandomEnv.sample_tasks``): the fields, the bases
+    (1.5; 1.3 for damping), one exponent per element, ``log_scale_limit`` 3; from PEARL: 40/10 tasks
+    and the 200-step horizon. ``test-ood`` is ours.
 
     ## Version history
     * v0: initial version, on HalfCheetah-v5's model.
@@ -253,6 +270,18 @@ class HopperRandParamsEnv(_HopperLike, HopperEnv):
     200 steps (PEARL's horizon). Terminates as Hopper-v5 when unhealthy: height <= 0.7, torso angle
     outside (-0.2, 0.2), or any of qpos[2:], qvel outside (-100, 100). No success criterion.
 
+    ## Source and departures
+    Checked against rand_param_envs' ``hopper_rand_params.py`` and ``base.py`` and PEARL's
+    ``configs/hopper_rand_params.json`` and ``rlkit/envs/hopper_rand_params_wrapper.py``. Reward,
+    termination rule, observation, reset noise (U(-0.005, 0.005)), the scaling of the four fields and
+    the 40/10 tasks of PEARL's 50 are theirs. Departures:
+
+    * **Step length.** rand_param_envs' bundled ``hopper.xml`` integrates RK4 at timestep 0.004 with
+      frame skip 4 (``dt`` = 0.016 s); Hopper-v5's model uses timestep 0.002 (``dt`` = 0.008 s), so
+      the forward reward and 200 steps (1.6 s here, 3.2 s there) are on another time scale.
+    * **Tasks.** PEARL draws its 50 tasks with the unseeded global ``np.random``; ours come from a
+      fixed seed, and ``test-ood`` is ours.
+
     ## Version history
     * v0: initial version, on Hopper-v5's model.
     """
@@ -311,6 +340,18 @@ class Walker2dRandParamsEnv(_HopperLike, Walker2dEnv):
     ## Episode
     200 steps (PEARL's horizon). Terminates as Walker2d-v5 when unhealthy: height outside (0.8, 2.0) or
     torso angle outside (-1, 1). No success criterion.
+
+    ## Source and departures
+    Checked against rand_param_envs' ``walker2d_rand_params.py`` and ``base.py`` and PEARL's
+    ``configs/walker_rand_params.json``. Reward, termination rule, observation, reset noise, the
+    scaling and the 40/10 tasks are theirs. Departures:
+
+    * **Model and step length.** rand_param_envs' bundled ``walker2d.xml`` integrates RK4 at timestep
+      0.004 with frame skip 5 (``dt`` = 0.02 s) and gives the left foot friction 1.9, the right 0.9;
+      Walker2d-v5's model uses timestep 0.002 and frame skip 4 (``dt`` = 0.008 s) and friction 1.9
+      on both feet.
+    * **Tasks.** PEARL draws its tasks with the unseeded global ``np.random``; ours come from a fixed
+      seed, and ``test-ood`` is ours.
 
     ## Version history
     * v0: initial version, on Walker2d-v5's model.

@@ -151,6 +151,25 @@ class StrikerDynamicsEnv(MujocoMetaEnv, MujocoEnv, EzPickle):
     from the goal for (mass_scale 1.0, damping 0.1) but no closer than 0.75 for (1.0, 0.5); on damped
     tasks success may be out of reach, and the reward's distance term is what ranks agents.
 
+    ## Source and departures
+    Checked against EPI's code (Wenxuan-Zhou/EPI: ``EPI/envs/striker_avg.py``,
+    ``striker_original.py``, ``train.py``, ``evaluate.py``). The training grid (``change_env``:
+    ``scale`` in {0, 0.1, ..., 0.4}, mass factor ``(scale - 0.1) * 8 + 1``, slide damping
+    ``(scale - 0.2) * 2 + 0.5``), the ball's and goal's start, the arm's start pose and velocity noise,
+    the observation and the 200-step horizon are EPI's. Departures:
+
+    * **Test grid.** EPI's test grid is its 5x5 grid offset by 0.05 in ``scale`` (its first commit's
+      ``striker_avg.py``; the released code samples the training grid): factor {0.6, 1.4, 2.2, 3.0,
+      3.8} x damping {0.2, 0.4, 0.6, 0.8, 1.0}. Ours is a 6x6 grid: EPI's 25 points plus 11 of ours
+      (factor 4.6, or damping 1.2). ``test`` is EPI's 16 points inside the training range;
+      ``test-ood`` is EPI's other 9 (factor 3.8 or damping 1.0) and our 11.
+    * **Reward.** EPI's (Gym Striker's) terms are computed before the step, and once the plate has
+      come within 0.1 of the ball its ``reward_near`` is the ball's distance from where it was struck;
+      ours uses positions after the step and the plate-ball distance always (see Reward).
+    * **Model.** EPI steps its own ``striker.xml`` under mujoco-py (MuJoCo 1.31); ours is written for
+      metabench (same joints, ball and goal layout) and runs under MuJoCo 3.3.0.
+    * **Metric.** EPI reports the final step's ``reward_dist``; here the return and the final success.
+
     ## Version history
     * v0: initial version.
     """
@@ -168,6 +187,9 @@ class StrikerDynamicsEnv(MujocoMetaEnv, MujocoEnv, EzPickle):
 
     frame_skip = 5
     goal_radius = 0.08
+    #: Every key follows from the observation (which holds the tips', ball's and goal's positions)
+    #: and the action; the task (the ball's mass and damping) enters none of them directly.
+    public_info_keys = frozenset({"success", "distance", "reward_dist", "reward_near", "reward_ctrl"})
     #: EPI's start pose of the arm (radians).
     init_arm_qpos = (-0.2, 0.5, -1.7, -1.5, 1.0, 0.0, 0.0)
     reset_noise_scale = 0.1
