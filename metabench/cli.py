@@ -61,6 +61,26 @@ def _shown_path(path: str | Path) -> str:
         return str(p)
 
 
+def _refuse_dirty_leaderboard(out: str | Path) -> None:
+    """Records bound for the committed leaderboard must come from committed code: a record made from a
+    checkout with uncommitted changes fails `make leaderboard-check`'s provenance check, so refuse
+    before hours are spent rather than after."""
+    from metabench.harness import UsageError, git_state
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        Path(out).expanduser().resolve().relative_to(root / "leaderboards")
+    except ValueError:
+        return
+    commit, dirty = git_state()
+    if dirty:
+        raise UsageError(
+            f"{out} is the committed leaderboard, but this checkout has uncommitted changes to tracked "
+            "files (git status): its records would fail the provenance check; commit first, or run "
+            "from a clean checkout (git worktree add) and copy the records"
+        )
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     """Evaluate an agent file on env ids and seeds at a tier; one record per (env id, seed)."""
     from metabench.harness import (
@@ -90,6 +110,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         "progress": not args.quiet and not parallel,
     }
     out = args.out or f"results/{args.tier}"
+    _refuse_dirty_leaderboard(out)
     units = prepare_units(args.agent, args.env, args.tier, seeds, out, **common) if args.env else []
     if args.suite:
         from metabench.suite_harness import prepare_suite_units

@@ -476,12 +476,15 @@ def _git(args: Sequence[str], cwd: Path) -> str | None:
 
 def git_state() -> tuple[str | None, bool | None]:
     """(commit, dirty) of the checkout metabench is imported from; (None, None) outside a git checkout.
-    Dirty means tracked files differ from the commit (untracked files, such as results, do not count)."""
+    Dirty means tracked files differ from the commit; untracked files (results) and ``leaderboards/``
+    (records and tables, outputs rather than code) do not count."""
     root = Path(metabench.__file__).resolve().parent.parent
     if not (root / ".git").exists():
         return None, None
     commit = _git(["rev-parse", "HEAD"], root)
-    status = _git(["status", "--porcelain", "--untracked-files=no"], root)
+    # Records and the tables made from them are outputs, not code: a campaign that has written (and not
+    # yet committed) one unit's record must not mark the next unit's record dirty.
+    status = _git(["status", "--porcelain", "--untracked-files=no", "--", ".", ":!leaderboards"], root)
     return (commit.strip() if commit else None), (None if status is None else bool(status.strip()))
 
 
