@@ -72,7 +72,7 @@ def _refuse_dirty_leaderboard(out: str | Path) -> None:
         Path(out).expanduser().resolve().relative_to(root / "leaderboards")
     except ValueError:
         return
-    commit, dirty = git_state()
+    _, dirty = git_state()
     if dirty:
         raise UsageError(
             f"{out} is the committed leaderboard, but this checkout has uncommitted changes to tracked "
