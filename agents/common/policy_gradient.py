@@ -237,6 +237,7 @@ class Batch:
     act: torch.Tensor
     adv: torch.Tensor
     mask: torch.Tensor
+    rew: torch.Tensor
     returns: np.ndarray
     """Undiscounted return of every episode, shape (tasks, episodes)."""
     first_adv: np.ndarray
@@ -318,6 +319,7 @@ def make_batch(
         act=flat(act.astype(np.float32)),
         adv=flat(adv.astype(np.float32)),
         mask=flat(mask.astype(np.float32)),
+        rew=flat(rew.astype(np.float32)),
         returns=(rew * mask).sum(-1),
         first_adv=adv[:, :, 0],
     )
@@ -336,6 +338,21 @@ def clip_by_global_norm(grads: Params, max_norm: float | None) -> Params:
     norm = torch.sqrt(sum((g * g).sum() for g in grads.values()))
     scale = torch.clamp(max_norm / (norm + 1e-12), max=1.0)
     return {k: g * scale for k, g in grads.items()}
+
+
+class LearnedRates(nn.Module):
+    """One learned inner learning rate per entry of each parameter of ``module`` (Meta-SGD; TESP for its
+    encoder), used clipped to [-bound, bound] (``tf.clip_by_value``: no gradient past the bound)."""
+
+    def __init__(self, module: nn.Module, init: float):
+        super().__init__()
+        self.names = [n for n, _ in module.named_parameters()]
+        self.values = nn.ParameterList(
+            nn.Parameter(torch.full_like(p, init)) for _, p in module.named_parameters()
+        )
+
+    def clipped(self, bound: float) -> Params:
+        return {n: v.clamp(-bound, bound) for n, v in zip(self.names, self.values, strict=True)}
 
 
 def sgd_step(params: Params, grads: Params, lr: float | Params) -> Params:
@@ -461,8 +478,9 @@ def ppo_best_iterate(
     best_loss, best_kl, chosen = math.inf, 0.0, 0
     for i in range(iterations):
         loss, policy_loss, kl_value = loss_and_kl()
-        if float(kl_value) < kl_target and float(policy_loss) < best_loss:
-            best_loss, best_kl, chosen = float(policy_loss), float(kl_value), i
+        pl, kv = float(policy_loss.detach()), float(kl_value.detach())
+        if kv < kl_target and pl < best_loss:
+            best_loss, best_kl, chosen = pl, kv, i
             best = [p.detach().clone() for p in parameters]
         if i < iterations - 1:
             optimizer.zero_grad()
