@@ -102,6 +102,8 @@ class BanditEnv(MetaEnv, EzPickle):
         "test": "2dd52443aff739ea1ed8d600759a0740f32f877f58b3f9f322fd81e604805b32",
     }
     metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
+    #: ``info`` holds only ``task_index`` and ``task_changed``: nothing is public.
+    public_info_keys = frozenset()
     n_adapt, n_eval = 90, 10
     budgets = {"smoke": 1_000, "ci": 50_000, "standard": 5_000_000}
     #: Expected return per episode (one pull), averaged over the 25 test tasks: ``random`` and

@@ -145,6 +145,8 @@ class CartpoleSwingupParamsEnv(MetaEnv, EzPickle):
         "test-ood": "9bd3bf2398e13cb8a2a76881e2bda4a9a549dad98edaab7400f67663c2189133",
     }
     metadata = {"render_modes": ["rgb_array"], "render_fps": 100}
+    #: ``info`` holds only ``task_index`` and ``task_changed``: nothing is public.
+    public_info_keys = frozenset()
     n_adapt, n_eval = 2, 1
     budgets = {"smoke": 2_000, "ci": 100_000, "standard": 1_000_000}
 

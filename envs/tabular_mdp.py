@@ -126,6 +126,8 @@ class TabularMDPEnv(MetaEnv, EzPickle):
         "test": "7d15cca2ee18cb3d433f3870782ba0882455b3a0c2bdc646eb535f9aec0d9166",
     }
     metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
+    #: ``info`` holds only ``task_index`` and ``task_changed``: nothing is public.
+    public_info_keys = frozenset()
     n_adapt, n_eval = 7, 3
     budgets = {"smoke": 1_000, "ci": 50_000, "standard": 5_000_000}
     #: Expected return per episode, averaged over the 100 test tasks, exact (a test recomputes them):

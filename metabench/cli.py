@@ -111,7 +111,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     }
     out = args.out or f"results/{args.tier}"
     _refuse_dirty_leaderboard(out)
-    units = prepare_units(args.agent, args.env, args.tier, seeds, out, **common) if args.env else []
+    if args.isolate and args.suite:
+        raise UsageError("--isolate runs task families (--env) only; run --suite without --isolate")
+    units = (
+        prepare_units(args.agent, args.env, args.tier, seeds, out, isolate=args.isolate, **common)
+        if args.env
+        else []
+    )
     if args.suite:
         from metabench.suite_harness import prepare_suite_units
 
@@ -228,6 +234,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config-file", default=None, metavar="TOML", help="agent config values from TOML")
     p.add_argument("--quiet", action="store_true", help="no progress bars or summary (for CI)")
     p.add_argument("--tensorboard", default=None, metavar="DIR", help="write meta-training curves here")
+    p.add_argument(
+        "--isolate",
+        action="store_true",
+        help="run every env in a separate process; the agent gets proxies only (docs/trust.md)",
+    )
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("show", help="summarise a record (or every record under a directory)")

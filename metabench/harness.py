@@ -53,6 +53,7 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import math
+import operator
 import platform
 import re
 import socket
@@ -61,7 +62,7 @@ import sys
 import time
 import traceback
 import zlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,7 @@ import numpy as np
 from gymnasium import spaces
 
 import metabench
+from metabench.env import MetaEnv
 from metabench.protocol import (
     HYPERPARAMS_DIR,
     TIER_NAMES,
@@ -82,8 +84,18 @@ from metabench.protocol import (
     is_oracle,
     load_agent_module,
 )
-from metabench.records import SCHEMA, RecordError, load_record, record_path, write_record_atomic
-from metabench.tasks import Task, TaskError, env_class, split_hash, split_names, tasks
+from metabench.records import (
+    EPISODE_COLUMNS,
+    SCHEMA,
+    RecordError,
+    dumps,
+    load_record,
+    record_path,
+    rerun_error_path,
+    validate_record,
+    write_record_atomic,
+)
+from metabench.tasks import Task, TaskError, canonical_json, env_class, split_hash, split_names, tasks
 
 #: How many train tasks are meta-tested (split ``"train-sample"``), to show the generalisation gap.
 TRAIN_SAMPLE = 10
@@ -91,6 +103,8 @@ TRAIN_SAMPLE = 10
 TRAIN_SAMPLE_SEED = 20_190_101
 #: Tasks per split meta-tested at the smoke tier (see :func:`meta_test_groups`).
 SMOKE_TASKS_PER_SPLIT = 5
+#: Most units (seeds x env ids) one command runs: more is a typo (``--seeds 0-100000``), not a plan.
+MAX_UNITS = 1_000
 #: Packages whose versions go into a record's provenance (those installed).
 PROVENANCE_PACKAGES = (
     "gymnasium",
@@ -138,6 +152,8 @@ class Unit:
     wall_clock_s: float | None = None
     tensorboard: str | None = None
     progress: bool = False
+    #: Run every env in a separate process (``metabench evaluate --isolate``; :mod:`metabench.isolation`).
+    isolate: bool = False
 
     def __post_init__(self) -> None:
         if not self.agent_path:
@@ -196,8 +212,25 @@ def parse_seeds(text: str) -> list[int]:
         hi = int(m.group(2)) if m.group(2) is not None else lo
         if hi < lo:
             raise UsageError(f"seed range {part.strip()!r} in {text!r} runs backwards; write {hi}-{lo}")
-        seeds.update(range(lo, hi + 1))
+        if hi - lo + 1 <= MAX_UNITS:  # a huge range is refused before it is built
+            seeds.update(range(lo, hi + 1))
+        n = max(len(seeds), hi - lo + 1)
+        if n > MAX_UNITS:
+            raise UsageError(
+                f"--seeds {text!r} gives {n} seeds, more than the {MAX_UNITS} units one command runs; "
+                "run smaller ranges (finished units are skipped on a rerun)"
+            )
     return sorted(seeds)
+
+
+def check_unit_count(n_seeds: int, n_targets: int) -> None:
+    """Refuse more than :data:`MAX_UNITS` units (seeds x env ids and suites), naming the count."""
+    n = n_seeds * n_targets
+    if n > MAX_UNITS:
+        raise UsageError(
+            f"{n_seeds} seed(s) x {n_targets} env id(s) make {n} units, more than the {MAX_UNITS} one "
+            "command runs; split the run (finished units are skipped on a rerun)"
+        )
 
 
 def check_tier(tier: str) -> str:
@@ -214,14 +247,63 @@ def tier_budget(env_id: str, tier: str) -> int:
     return int(budgets[tier])
 
 
-def existing_ok(path: str | Path) -> bool:
-    """True when ``path`` holds a valid record with status ``"ok"`` (a rerun skips its unit)."""
-    if not Path(path).is_file():
-        return False
+def unit_budget(unit: Unit) -> Budget | None:
+    """The budget ``unit`` runs with (its family's or suite's at its tier); None if unknown."""
     try:
-        return load_record(path)["status"] == "ok"
+        if unit.env_id.startswith("suite/"):
+            from metabench.suites import get_suite
+
+            steps = int(get_suite(unit.env_id).budgets[unit.tier])
+        else:
+            steps = tier_budget(unit.env_id, unit.tier)
+    except (KeyError, TaskError, UsageError):
+        return None
+    return Budget(steps, unit.wall_clock_s)
+
+
+def _ok_record(path: str | Path) -> dict[str, Any] | None:
+    if not Path(path).is_file():
+        return None
+    try:
+        record = load_record(path)
     except RecordError:
+        return None
+    return record if record["status"] == "ok" else None
+
+
+def _identity(record: Mapping[str, Any]) -> tuple[str, int, float | None]:
+    budget = record["provenance"]["budget"]
+    return record["run"]["tier"], budget["env_steps"], budget["wall_clock_s"]
+
+
+def existing_ok(path: str | Path, unit: Unit | None = None) -> bool:
+    """True when ``path`` holds a valid record with status ``"ok"`` (a rerun skips its unit) and, with
+    ``unit``, the record is of that unit's tier and budget: a smoke record is no ci result."""
+    record = _ok_record(path)
+    if record is None:
         return False
+    if unit is None:
+        return True
+    budget = unit_budget(unit)
+    want = (unit.tier, budget.env_steps, budget.wall_clock_s) if budget else None
+    return want is None or _identity(record) == want
+
+
+def identity_clash(unit: Unit) -> str | None:
+    """If the unit's path holds an ok record of another tier or budget, a line saying so: a run
+    would replace a result of another kind, so ``metabench evaluate`` refuses (``--force`` replaces
+    it; another ``--out`` keeps both). None otherwise."""
+    record = _ok_record(unit.path)
+    budget = unit_budget(unit)
+    if record is None or budget is None or existing_ok(unit.path, unit):
+        return None
+    tier, steps, wall = _identity(record)
+    limit = f", {wall:g} s" if wall is not None else ""
+    want = f", {budget.wall_clock_s:g} s" if budget.wall_clock_s is not None else ""
+    return (
+        f"{unit.path} holds a {tier}-tier record (budget {steps} env steps{limit}) and this run is "
+        f"{unit.tier} (budget {budget.env_steps} env steps{want})"
+    )
 
 
 def stale_note(unit: Unit) -> str:
@@ -252,6 +334,8 @@ class StepCounter:
         self.steps = 0
         self.closed = False
         self.exceeded: str | None = None
+        #: The first non-train task a meta-training env refused (the run fails even if it was caught).
+        self.refused: str | None = None
         self._t0 = time.monotonic()
 
     def elapsed(self) -> float:
@@ -286,42 +370,121 @@ class StepCounter:
             self.on_step()
 
     def close(self) -> None:
-        """End meta-training: re-raise an overrun the agent swallowed, check the wall clock."""
+        """End meta-training: re-raise an overrun or a refused task the agent swallowed, check the
+        wall clock."""
         self.closed = True
         if self.exceeded is not None:
             raise BudgetExceeded(self.exceeded + " (the agent caught the error and went on)")
+        if self.refused is not None:
+            raise RunError(self.refused + " (the agent caught the error and went on)")
         self.check_wall_clock()
 
 
-def visible_info(info: Mapping[str, Any], oracle: bool) -> dict[str, Any]:
-    """What an agent may see of ``info``: everything for oracles, no ``task_*`` keys otherwise."""
+def visible_info(
+    info: Mapping[str, Any], oracle: bool, public: Collection[str] = MetaEnv.public_info_keys
+) -> dict[str, Any]:
+    """What an agent may see of ``info``: everything for oracles; otherwise only the keys in ``public``
+    (the family's :attr:`~metabench.env.MetaEnv.public_info_keys`), never a ``task_*`` key."""
     if oracle:
         return dict(info)
-    return {k: v for k, v in info.items() if not k.startswith("task_")}
+    return {k: v for k, v in info.items() if k in public and not k.startswith("task_")}
+
+
+def task_key(task: Task) -> tuple[str, str]:
+    """What identifies a task for the train-only rule: its family and its parameters (not its label)."""
+    return task.family, canonical_json(task.to_dict()["params"])
+
+
+def train_members(env_id: str) -> frozenset[tuple[str, str]]:
+    """The :func:`task_key` of every task of ``env_id``'s frozen train split."""
+    return frozenset(task_key(t) for t in tasks(env_id, "train"))
+
+
+def check_train_task(
+    task: Any, members: frozenset[tuple[str, str]], env_id: str, counter: StepCounter | None = None
+) -> None:
+    """Raise :class:`RunError` unless ``task`` is a member of the train split by family and parameters:
+    a test task relabelled ``split="train"`` is still a test task. The first refusal is kept on
+    ``counter``, so that the run fails even if the agent catches the error."""
+    if isinstance(task, Task) and task_key(task) in members:
+        return
+    split = getattr(task, "split", type(task).__name__)
+    message = (
+        f"meta-training may only use train tasks; got a task of split {split!r} whose family and "
+        f"parameters are not those of any task of metabench.tasks({env_id!r}, 'train')"
+    )
+    if counter is not None and counter.refused is None:
+        counter.refused = message
+    raise RunError(message)
+
+
+def own_env(
+    env: gym.Env,
+    counter: StepCounter,
+    members: frozenset[tuple[str, str]],
+    env_id: str,
+    oracle: bool = False,
+) -> None:
+    """Make the base env of ``env`` count every step on ``counter``, refuse tasks outside the train
+    split and (for agents that are not oracles) return only public ``info`` keys, whichever way it is
+    called: ``env.step``, ``env.unwrapped.step``, ``set_task``, ``reset(options={"task": ...})``.
+    Instance attributes shadow the class's methods, so every wrapper and every direct call goes
+    through them; the non-stationary families' internal task switches (``_switch`` to tasks drawn
+    from the episode task's split) pass the same train-only check."""
+    base = env.unwrapped
+    cls = type(base)
+    step, reset, set_task, apply_task = cls.step, cls.reset, cls.set_task, cls._apply_task
+    public = cls.public_info_keys
+
+    def counted_step(action: Any) -> Any:
+        counter.tick()
+        obs, reward, terminated, truncated, info = step(base, action)
+        return obs, reward, terminated, truncated, visible_info(info, oracle, public)
+
+    def public_reset(*, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
+        obs, info = reset(base, seed=seed, options=options)
+        return obs, visible_info(info, oracle, public)
+
+    def train_set_task(task: Any) -> None:
+        check_train_task(task, members, env_id, counter)
+        set_task(base, task)
+
+    def train_apply_task(task: Any) -> None:
+        check_train_task(task, members, env_id, counter)
+        apply_task(base, task)
+
+    base.step = counted_step
+    base.reset = public_reset
+    base.set_task = train_set_task
+    base._apply_task = train_apply_task
 
 
 class BudgetedEnv(gym.Wrapper):
-    """A meta-training env: counts steps on the shared :class:`StepCounter`, takes train tasks only,
-    and hides ``info["task_*"]`` from agents that are not oracles."""
+    """A meta-training env (its base env owned by :func:`own_env`: counted, train tasks only) that
+    shows agents that are not oracles only the family's public ``info`` keys."""
 
-    def __init__(self, env: gym.Env, counter: StepCounter, oracle: bool):
+    def __init__(
+        self,
+        env: gym.Env,
+        counter: StepCounter,
+        oracle: bool,
+        members: frozenset[tuple[str, str]] | None = None,
+    ):
         super().__init__(env)
         self._counter, self._oracle = counter, oracle
+        self._public = type(env.unwrapped).public_info_keys
+        self._members = train_members(env.unwrapped.env_id) if members is None else members
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         task = (options or {}).get("task")
-        if task is not None and getattr(task, "split", None) != "train":
-            raise RunError(
-                f"meta-training may only use train tasks; reset got a task of split "
-                f"{getattr(task, 'split', type(task).__name__)!r}"
-            )
+        if task is not None:
+            check_train_task(task, self._members, self.env.unwrapped.env_id, self._counter)
         obs, info = self.env.reset(seed=seed, options=options)
-        return obs, visible_info(info, self._oracle)
+        return obs, visible_info(info, self._oracle, self._public)
 
     def step(self, action: Any):
-        self._counter.tick()
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        return obs, reward, terminated, truncated, visible_info(info, self._oracle)
+        obs, reward, terminated, truncated, info = self.env.step(action)  # counted by the base env
+        return obs, reward, terminated, truncated, visible_info(info, self._oracle, self._public)
 
 
 class EnvFactory:
@@ -329,14 +492,16 @@ class EnvFactory:
 
     def __init__(self, env_id: str, oracle: bool, counter: StepCounter):
         self.env_id, self.oracle, self.counter = env_id, oracle, counter
+        self.members = train_members(env_id)
 
     def __call__(self) -> gym.Env:
         env = gym.make(self.env_id)
+        own_env(env, self.counter, self.members, self.env_id, self.oracle)
         if self.oracle:
             from metabench.wrappers import ExplicitContext
 
             env = ExplicitContext(env)
-        return BudgetedEnv(env, self.counter, self.oracle)
+        return BudgetedEnv(env, self.counter, self.oracle, self.members)
 
     def __reduce__(self) -> Any:
         raise RunError(
@@ -351,6 +516,9 @@ class CurveLogger:
     ``log.log(env_steps, **scalars)`` (the :class:`~metabench.protocol.Logger` protocol; calling
     ``log(env_steps, **scalars)`` does the same) appends one row; a scalar missing from a row is null,
     a non-finite one becomes null. With a TensorBoard writer, every scalar also goes to ``meta_train/<name>``.
+    A bad call (``env_steps`` not a whole number >= 0, a scalar that is not a number) raises a
+    ``TypeError``/``ValueError`` naming it and appends nothing: the row is checked whole first, so the
+    columns always have the same length.
     """
 
     def __init__(self, writer: Any = None):
@@ -362,15 +530,18 @@ class CurveLogger:
         n = len(self.env_steps)
         if "env_steps" in scalars:
             raise TypeError("log(env_steps, **scalars): 'env_steps' cannot also be a scalar name")
-        self.env_steps.append(int(env_steps))
-        for name, value in scalars.items():
+        steps = _whole_steps(env_steps)
+        row = {}
+        for name, value in scalars.items():  # the whole row is checked before anything is appended
             try:
-                v = float(value)
+                row[name] = float(value)
             except (TypeError, ValueError) as exc:
-                raise TypeError(f"log() takes numbers; {name}={value!r} is not one") from exc
+                raise TypeError(f"log() takes numbers; scalar {name}={value!r:.80} is not one") from exc
+        self.env_steps.append(steps)
+        for name, v in row.items():
             self.columns.setdefault(name, [None] * n).append(v if math.isfinite(v) else None)
             if self.writer is not None and math.isfinite(v):
-                self.writer.add_scalar(f"meta_train/{name}", v, int(env_steps))
+                self.writer.add_scalar(f"meta_train/{name}", v, steps)
         for column in self.columns.values():
             if len(column) == n:
                 column.append(None)
@@ -380,6 +551,21 @@ class CurveLogger:
 
     def to_dict(self) -> dict[str, list[Any]]:
         return {"env_steps": list(self.env_steps), **{k: list(v) for k, v in self.columns.items()}}
+
+
+def _whole_steps(env_steps: Any) -> int:
+    """``log()``'s ``env_steps`` as an int, or a TypeError/ValueError naming it."""
+    try:
+        steps = operator.index(env_steps)
+    except TypeError:
+        if not (isinstance(env_steps, float) and env_steps.is_integer()):
+            raise TypeError(
+                f"log(env_steps, ...) takes a whole number of env steps; got env_steps={env_steps!r:.80}"
+            ) from None
+        steps = int(env_steps)
+    if steps < 0:
+        raise ValueError(f"log(env_steps, ...): env_steps={steps} is negative")
+    return steps
 
 
 # ------------------------------------------------------------------------------------ meta-testing
@@ -430,6 +616,8 @@ class ActionCheck:
 
     def __call__(self, action: Any) -> Any:
         space, agent = self.space, self.agent
+        if action is None:  # numpy would read it as nan, and the message would speak of a shape
+            raise InvalidAction(f"agent {agent!r} returned None instead of an action; the space is {space}")
         if not isinstance(space, spaces.Box):
             if not space.contains(action):
                 raise InvalidAction(
@@ -620,6 +808,7 @@ class _RunState:
                 "tier": u.tier,
                 "seed": int(u.seed),
                 "oracle": self.oracle,
+                "isolated": bool(u.isolate),
                 "config": self.config,
             },
             "provenance": {
@@ -657,7 +846,80 @@ def _jsonable(value: Any) -> Any:
     return repr(value)
 
 
+#: Least seconds between two progress lines of one phase when stderr is not a terminal.
+PROGRESS_EVERY_S = 30.0
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, sec = divmod(round(seconds), 60)
+    return f"{minutes} min {sec:02d} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def _rate(n: float, seconds: float, unit: str) -> str:
+    if seconds <= 0 or n <= 0:
+        return f"- {unit}/s"
+    r = n / seconds
+    return f"{r:,.0f} {unit}/s" if r >= 10 else f"{r:.2g} {unit}/s"
+
+
+class LogProgress:
+    """Progress of one phase of a unit (meta-train, meta-test) for a log, where a tqdm bar would be
+    a heap of carriage returns: whole lines on stderr, at most one every ``every`` seconds while the
+    phase runs (count, rate, ETA) and one when it ends (count, time, rate). tqdm's ``update``/``close``.
+    """
+
+    def __init__(
+        self,
+        total: int | None,
+        desc: str,
+        unit: str = "it",
+        *,
+        every: float = PROGRESS_EVERY_S,
+        file: Any = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.total, self.desc, self.unit, self.every = total, desc, unit, every
+        self.file, self.clock = file, clock
+        self.n = 0
+        self.closed = False
+        self.t0 = self.last = clock()
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        now = self.clock()
+        if now - self.last >= self.every and not self.closed:
+            self.last = now
+            done = f"{self.n}/{self.total}" if self.total else f"{self.n}"
+            eta = ""
+            if self.total and self.n:
+                eta = f", ETA {_duration((self.total - self.n) * (now - self.t0) / self.n)}"
+            self._print(f"{done} {self.unit}, {_rate(self.n, now - self.t0, self.unit)}{eta}")
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        elapsed = self.clock() - self.t0
+        done = f"{self.n}/{self.total}" if self.total else f"{self.n}"
+        self._print(f"{done} {self.unit} in {_duration(elapsed)} ({_rate(self.n, elapsed, self.unit)})")
+
+    def _print(self, text: str) -> None:
+        print(f"{self.desc}: {text}", file=self.file or sys.stderr, flush=True)
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
 def _tqdm(enabled: bool, **kwargs: Any) -> Any:
+    """A progress bar on stderr: tqdm's where stderr is a terminal, else :class:`LogProgress` lines."""
+    if enabled and not _is_terminal(sys.stderr):
+        return LogProgress(kwargs.get("total"), kwargs.get("desc", ""), kwargs.get("unit", "it"))
     from tqdm.auto import tqdm
 
     return tqdm(disable=not enabled, leave=False, dynamic_ncols=True, file=sys.stderr, **kwargs)
@@ -676,7 +938,10 @@ def run(unit: Unit) -> dict[str, Any]:
     if unit.env_id.startswith("suite/"):
         from metabench.suite_harness import run as run_suite
 
-        return run_suite(unit)
+        try:
+            return run_suite(unit)
+        except SystemExit as exc:
+            return _RunState(unit).record(_exit_error(exc))
     state = _RunState(unit)
     error = None
     closers: list[Any] = []
@@ -684,6 +949,8 @@ def run(unit: Unit) -> dict[str, Any]:
         _run(unit, state, closers)
     except Exception as exc:
         error = {"type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc()}
+    except SystemExit as exc:  # an agent's sys.exit() fails its run, not the whole command
+        error = _exit_error(exc)
     finally:
         for c in reversed(closers):
             try:
@@ -716,6 +983,15 @@ def _run(unit: Unit, state: _RunState, closers: list[Any]) -> None:
         closers.append(writer)
     state.logger = CurveLogger(writer)
 
+    server = None
+    if unit.isolate:  # started before the agent is made: the env process imports while it is
+        from metabench import isolation
+
+        server = isolation.EnvServer(
+            unit.env_id, budget=state.budget, tier=unit.tier, seed=int(unit.seed), agent=name
+        )
+        closers.append(server)
+
     _seed_torch(unit.seed)
     agent = module.make_agent(config)
     state.oracle = is_oracle(agent)
@@ -726,14 +1002,22 @@ def _run(unit: Unit, state: _RunState, closers: list[Any]) -> None:
     closers.append(bar)
     counter = StepCounter(state.budget, unit.tier, on_step=bar.update)
     state.counter = counter
+    if server is not None:
+        server.begin_training(state.oracle)
+        make_env: Callable[[], gym.Env] = isolation.IsolatedEnvFactory(server, counter)
+    else:
+        make_env = EnvFactory(unit.env_id, state.oracle, counter)
     agent.meta_train(
-        EnvFactory(unit.env_id, state.oracle, counter),
-        tasks(unit.env_id, "train"),
-        state.budget,
-        seed=int(unit.seed),
-        log=state.logger,
+        make_env, tasks(unit.env_id, "train"), state.budget, seed=int(unit.seed), log=state.logger
     )
-    counter.close()
+    if server is not None:  # the env process's count and verdict, not this process's mirror
+        counter.closed = True
+        try:
+            server.end_training()
+        finally:
+            counter.steps = server.steps
+    else:
+        counter.close()
     bar.close()
 
     # 2. meta-testing
@@ -747,6 +1031,17 @@ def _run(unit: Unit, state: _RunState, closers: list[Any]) -> None:
         unit="ep",
     )
     closers.append(bar)
+    if server is not None:
+
+        def store(columns: dict[str, list[Any]]) -> None:
+            state.episodes.data = columns
+
+        isolation.meta_test(
+            agent, server, name, n_adapt, n_eval, on_trial=lambda: bar.update(n_adapt + n_eval), store=store
+        )
+        if writer is not None:
+            _write_test_scalars(writer, state.episodes.data)
+        return
     env = gym.make(unit.env_id)
     if state.oracle:
         from metabench.wrappers import ExplicitContext
@@ -774,6 +1069,7 @@ def _trial(
 ) -> None:
     """One task: begin_trial, n_adapt exploring episodes, n_eval evaluation episodes."""
     oracle, rule, check = state.oracle, state.protocol["success_rule"], ActionCheck(env.action_space, name)
+    public = type(env.unwrapped).public_info_keys
     agent.begin_trial()
     for episode in range(n_adapt + n_eval):
         explore = episode < n_adapt
@@ -799,7 +1095,7 @@ def _trial(
                     next_obs,
                     bool(terminated),
                     bool(truncated),
-                    visible_info(info, oracle),
+                    visible_info(info, oracle, public),
                 )
             )
             obs = next_obs
@@ -830,26 +1126,101 @@ def one_line(text: str, limit: int = 400) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
+def _exit_error(exc: SystemExit) -> dict[str, str]:
+    return {
+        "type": "SystemExit",
+        "message": f"sys.exit({exc.code!r}) was called during the run (an agent raises an exception; "
+        "it never exits the process)",
+        "traceback": traceback.format_exc(),
+    }
+
+
 def error_record(unit: Unit, exc: BaseException, tb: str) -> dict[str, Any]:
     """An error record for ``unit`` that failed with ``exc`` outside :func:`run` (nothing measured)."""
     state = _RunState(unit)
     return state.record({"type": type(exc).__name__, "message": str(exc), "traceback": tb})
 
 
-def run_unit(unit: Unit, *, return_record: bool = False) -> UnitResult:
-    """Run a unit and write its record (an error record if it failed). Never raises for a failed run."""
-    record = run(unit)
-    path = unit.path
+def _finite_json(value: Any) -> Any:
+    """``value`` with every non-finite float written as a string (JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {k: _finite_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite_json(v) for v in value]
+    return str(value) if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def _writable(unit: Unit, record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` if it can be written; else an error record that keeps all of it that can be (the
+    config, the episodes, the curve, in that order of priority) and says why it is one."""
     try:
-        write_record_atomic(path, record)
-    except (RecordError, ValueError, TypeError) as exc:  # a record that cannot be written as it is
-        record = error_record(unit, exc, traceback.format_exc())
-        write_record_atomic(path, record)
-    return result_of(unit, record, return_record=return_record)
+        validate_record(record, str(unit.path))
+        dumps(record)
+        return record
+    except (RecordError, ValueError, TypeError) as exc:
+        problem = {"type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc()}
+    empty_curve = {"env_steps": []}
+    empty_episodes = {k: [] for k in EPISODE_COLUMNS}
+    run_part = {**record["run"], "config": _finite_json(record["run"]["config"])}
+    prov = {**record["provenance"], "env_kwargs": _finite_json(record["provenance"]["env_kwargs"])}
+    for curve, episodes in (
+        (record["meta_train_curve"], record["episodes"]),
+        (empty_curve, record["episodes"]),
+        (empty_curve, empty_episodes),
+    ):
+        candidate = {
+            **record,
+            "status": "error",
+            "run": run_part,
+            "provenance": prov,
+            "meta_train_curve": curve,
+            "episodes": episodes,
+            "error": record["error"] or problem,  # the run's own error says more, where it has one
+        }
+        try:
+            validate_record(candidate)
+            dumps(candidate)
+            return candidate
+        except (RecordError, ValueError, TypeError):
+            continue
+    return _RunState(unit).record(problem)
 
 
-def result_of(unit: Unit, record: dict[str, Any], *, return_record: bool = False) -> UnitResult:
-    path = str(unit.path)
+def write_unit_record(unit: Unit, record: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+    """Write a unit's record and return (where, what was written).
+
+    A record that cannot be written as it is becomes an error record keeping what it can. An error
+    record never replaces an ok one: with an ok record at ``unit.path`` (a ``--force`` rerun that
+    failed) it goes beside it, to :func:`~metabench.records.rerun_error_path`; any record written to
+    ``unit.path`` removes that file, being newer.
+    """
+    record = _writable(unit, record)
+    path = unit.path
+    if record["status"] != "ok" and _ok_record(path) is not None:
+        path = rerun_error_path(path)
+    write_record_atomic(path, record)
+    if path == unit.path:
+        rerun_error_path(path).unlink(missing_ok=True)
+    return path, record
+
+
+def run_unit(unit: Unit, *, return_record: bool = False) -> UnitResult:
+    """Run a unit and write its record (an error record if it failed). Never raises for a failed run;
+    a record that cannot be written (the disk filled up, the folder went away) gives a result with
+    status ``"error"`` and an empty ``path``."""
+    record = run(unit)
+    try:
+        path, record = write_unit_record(unit, record)
+    except OSError as exc:
+        message = one_line(f"cannot write its record to {unit.path}: {exc.strerror or exc}")
+        return UnitResult(unit, "", "error", message)
+    return result_of(unit, record, return_record=return_record, path=path)
+
+
+def result_of(
+    unit: Unit, record: dict[str, Any], *, return_record: bool = False, path: str | Path | None = None
+) -> UnitResult:
+    path = str(unit.path if path is None else path)
     keep = record if return_record else None
     if record["status"] == "ok":
         return UnitResult(unit, path, "ok", record=keep)
@@ -882,9 +1253,11 @@ def prepare_units(
     wall_clock_s: float | None = None,
     tensorboard: str | None = None,
     progress: bool = False,
+    isolate: bool = False,
 ) -> list[Unit]:
     """Check everything that can be checked before running (agent file and ``make_agent``, config keys,
-    tier, env ids and their budgets) and return the units, one per (env id, seed).
+    tier, env ids and their budgets) and return the units, one per (env id, seed). ``isolate`` runs
+    their envs in a separate process (:mod:`metabench.isolation`).
 
     Raises :class:`~metabench.protocol.AgentError`, :class:`~metabench.tasks.TaskError` or
     :class:`UsageError` with a message naming the problem and the valid choices.
@@ -913,6 +1286,7 @@ def prepare_units(
             wall_clock_s=wall_clock_s,
             tensorboard=None if tensorboard is None else str(Path(tensorboard).expanduser().resolve()),
             progress=progress,
+            isolate=isolate,
         )
         for env_id in dict.fromkeys(env_ids)
         for seed in seeds
@@ -920,6 +1294,7 @@ def prepare_units(
 
 
 __all__ = [
+    "MAX_UNITS",
     "TRAIN_SAMPLE",
     "TRAIN_SAMPLE_SEED",
     "ActionCheck",
@@ -929,6 +1304,7 @@ __all__ = [
     "CurveLogger",
     "EnvFactory",
     "InvalidAction",
+    "LogProgress",
     "RunError",
     "StepCounter",
     "TaskError",
@@ -936,8 +1312,10 @@ __all__ = [
     "UnitResult",
     "UsageError",
     "agent_name",
+    "check_unit_count",
     "episode_seed",
     "existing_ok",
+    "identity_clash",
     "meta_test_groups",
     "parse_seeds",
     "prepare_units",
@@ -946,5 +1324,7 @@ __all__ = [
     "run_units",
     "stale_note",
     "train_sample",
+    "unit_budget",
     "validate_action",
+    "write_unit_record",
 ]

@@ -5,7 +5,7 @@ A record is a plain JSON object (schema ``"metabench.record/1"``)::
     {
      "schema": "metabench.record/1",
      "status": "ok" | "error",
-     "run": {"agent", "agent_spec", "env_id", "tier", "seed", "oracle", "config"},
+     "run": {"agent", "agent_spec", "env_id", "tier", "seed", "oracle", "isolated" (optional), "config"},
      "provenance": {"metabench_version", "git_commit", "git_dirty", "packages", "python", "host",
                     "agent_sha256", "agent_imports_sha256" (optional), "split_hashes", "env_kwargs",
                     "budget": {"env_steps", "wall_clock_s"}, "env_steps_used", "wall_time_s", "started"},
@@ -17,11 +17,18 @@ A record is a plain JSON object (schema ``"metabench.record/1"``)::
 
 ``agent_sha256`` is the agent file's; ``agent_imports_sha256`` maps each module the agent imports
 from ``metabench.agents`` or its own folder to its file's sha256 (absent in records made before it
-existed). ``meta_train_curve`` and ``episodes`` are columnar: every column of one has the same length.
+existed). ``run.isolated`` is true for a run made with ``metabench evaluate --isolate`` (every env in
+a separate process; absent in records made before it existed: false). ``meta_train_curve`` and
+``episodes`` are columnar: every column of one has the same length.
 ``episodes`` holds one entry per meta-test episode; ``split`` is a test split name or
 ``"train-sample"`` (the fixed sample of train tasks), ``phase`` is ``"adapt"`` or ``"eval"``,
 ``success`` is null where the family defines no success. An error record has the same shape and
 keeps whatever was measured before the failure.
+
+A unit's record is ``OUT/<env id>/<agent>/seed<N>.json``. A rerun (``--force``) that fails never
+replaces an ok record there: its error record goes beside it, ``seed<N>.error.json``
+(:func:`rerun_error_path`), and ``metabench show`` and the leaderboard say so; a later ok run of
+the unit removes it.
 
 :func:`load_record` checks all of this and raises :class:`RecordError` naming the file and the field,
 so a foreign or damaged JSON file in a records directory is rejected, not half-read.
@@ -47,9 +54,57 @@ class RecordError(ValueError):
     """A file that is not a valid metabench record; the message names the file and the field."""
 
 
+class OutputDirError(RecordError):
+    """A directory that records or tables cannot be written to (found before any work is done)."""
+
+
+#: Suffix of the error record a failed rerun leaves beside an ok record it must not replace.
+RERUN_ERROR_SUFFIX = ".error.json"
+
+
 def record_path(out_dir: str | Path, env_id: str, agent: str, seed: int) -> Path:
     """``<out>/<env id with "/" as "__">/<agent>/seed<N>.json``."""
     return Path(out_dir) / env_id.replace("/", "__") / agent / f"seed{int(seed)}.json"
+
+
+def rerun_error_path(path: str | Path) -> Path:
+    """Where the error record of a failed rerun goes when ``path`` holds an ok record:
+    ``seed<N>.error.json`` beside it (an ok record is never replaced by an error record)."""
+    path = Path(path)
+    return path.with_name(path.name.removesuffix(".json") + RERUN_ERROR_SUFFIX)
+
+
+def is_rerun_error(path: str | Path) -> bool:
+    """True for a ``seed<N>.error.json`` file (see :func:`rerun_error_path`)."""
+    return str(path).endswith(RERUN_ERROR_SUFFIX)
+
+
+def check_writable_dir(path: str | Path, option: str) -> Path:
+    """Make sure files can be written under ``path`` before any work is spent on them.
+
+    Creates the directory (and its parents) and writes and removes a probe file in it, so a
+    read-only folder, a file in the way or a parent without permission is found now, in one line:
+    :class:`OutputDirError` names the path, the problem and the option to change (``option``).
+    """
+    path = Path(path).expanduser()
+    for part in (path, *path.parents):
+        if part.exists() and not part.is_dir():
+            what = "it" if part == path else f"{part}"
+            raise OutputDirError(
+                f"cannot write to {path}: {what} is a file, not a directory; choose another {option}"
+            )
+        if part.is_dir():
+            break
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".metabench-probe.", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputDirError(
+            f"cannot write to {path}: {exc.strerror or exc}; choose another {option} or fix its permissions"
+        ) from exc
+    return path
 
 
 def dumps(record: Mapping[str, Any]) -> str:
@@ -83,12 +138,15 @@ def write_record_atomic(path: str | Path, record: Mapping[str, Any]) -> Path:
 def load_record(path: str | Path) -> dict[str, Any]:
     """Read and validate one record; :class:`RecordError` names the file and the bad field."""
     where = str(path)
+    if Path(path).is_dir():
+        raise RecordError(f"{where}: is a directory, not a record file (`metabench show DIR` lists one)")
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        data = Path(path).read_bytes()
     except OSError as exc:
         raise RecordError(f"{where}: cannot read record: {exc.strerror or exc}") from exc
     try:
-        record = json.loads(text)
+        # Decoded here, not by read_text: bytes that are not UTF-8 are as damaged as truncated JSON.
+        record = json.loads(data.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise RecordError(f"{where}: not valid JSON ({exc})") from exc
     validate_record(record, where)
@@ -102,6 +160,10 @@ def load_records(records_dir: str | Path) -> list[tuple[Path, dict[str, Any]]]:
     records directory is an error, not something to skip silently).
     """
     root = Path(records_dir)
+    if root.is_file():
+        raise RecordError(
+            f"{root}: is a file, not a records directory (give the directory that holds the records)"
+        )
     if not root.is_dir():
         raise RecordError(f"{root}: records directory does not exist")
     return [(p, load_record(p)) for p in sorted(root.rglob("*.json")) if not p.name.startswith(".")]
@@ -185,6 +247,8 @@ def validate_record(record: Any, where: str = "<record>") -> None:
         _check(run, key, _is_str, "a string", where, "run.")
     _check(run, "seed", _is_int, "an integer", where, "run.")
     _check(run, "oracle", lambda v: isinstance(v, bool), "true or false", where, "run.")
+    if "isolated" in run:  # optional: records made before --isolate existed lack it
+        _check(run, "isolated", lambda v: isinstance(v, bool), "true or false", where, "run.")
     _obj(run, "config", where, "run.")
 
     prov = _obj(record, "provenance", where)
@@ -276,7 +340,8 @@ def summary_text(record: Mapping[str, Any], where: str = "") -> str:
     lines = [
         f"record     {where}" if where else "",
         f"status     {record['status']}",
-        f"agent      {run['agent']} ({run['agent_spec']}){' [oracle]' if run['oracle'] else ''}, "
+        f"agent      {run['agent']} ({run['agent_spec']}){' [oracle]' if run['oracle'] else ''}"
+        f"{' [isolated]' if run.get('isolated') else ''}, "
         f"sha256 {prov['agent_sha256'][:16]}",
         f"run        {run['env_id']}, tier {run['tier']}, seed {run['seed']}",
         f"config     {json.dumps(run['config'], sort_keys=True)}",
@@ -334,10 +399,12 @@ def summary_table(records: list[tuple[str, Mapping[str, Any]]]) -> str:
         run, prov = record["run"], record["provenance"]
         row: dict[str, Any] = {
             "env_id": run["env_id"],
-            "agent": run["agent"] + (" (oracle)" if run["oracle"] else ""),
+            "agent": run["agent"]
+            + (" (oracle)" if run["oracle"] else "")
+            + (" (isolated)" if run.get("isolated") else ""),
             "tier": run["tier"],
             "seed": run["seed"],
-            "status": record["status"],
+            "status": record["status"] + (" (failed rerun; ok record kept)" if is_rerun_error(where) else ""),
             "env_steps": prov["env_steps_used"],
         }
         df = _episodes_frame(record)
