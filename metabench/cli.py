@@ -170,6 +170,20 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_campaign(args: argparse.Namespace) -> int:
+    from metabench.campaign import main as campaign_main
+
+    return campaign_main(
+        args.plan,
+        jobs=args.jobs,
+        commit=args.commit,
+        dry_run=args.dry_run,
+        background=args.background,
+        stop=args.stop,
+        only=args.only,
+    )
+
+
 def _cmd_leaderboard(args: argparse.Namespace) -> int:
     from metabench.harness import UsageError
 
@@ -250,6 +264,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", required=True, metavar="OUT_DIR", help="where tables and plots go")
     p.add_argument("--check", action="store_true", help="fail if the files in OUT_DIR would change")
     p.set_defaults(func=_cmd_leaderboard)
+
+    p = sub.add_parser(
+        "campaign",
+        help="run the missing units of a leaderboard's plan, a few at a time, resumably",
+        description="Run every unit of PLAN (e.g. leaderboards/ci/campaign.toml) without an ok record made "
+        "by the current code, JOBS at a time; stop it at any point and rerun to resume.",
+    )
+    p.add_argument("plan", help="campaign plan TOML (leaderboards/ci/campaign.toml)")
+    p.add_argument("--jobs", type=int, default=2, help="units at once, each in its own process (default 2)")
+    p.add_argument("--commit", action="store_true", help="commit each record with the re-rendered tables")
+    p.add_argument("--dry-run", action="store_true", help="list the units to run and estimate core-hours")
+    p.add_argument("--background", action="store_true", help="detach; log and pid file beside the plan")
+    p.add_argument("--stop", action="store_true", help="stop a campaign started with --background")
+    p.add_argument(
+        "--only", action="append", default=[], metavar="NAME", help="only this agent (file stem) or env id"
+    )
+    p.set_defaults(func=_cmd_campaign)
     return parser
 
 
