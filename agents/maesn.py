@@ -36,7 +36,7 @@ conjugate-gradient optimiser: 10 iterations, damping 1e-5, backtrack 0.8 × 15),
 inner step, discount 0.99, GAE λ 1, centred advantages. Where ours differ: the original meta-tests
 with 100 VPG iterations of 10,000 steps on the latents; here meta-test has the family's ``n_adapt``
 episodes, so it takes ``test_inner_steps`` latent steps; ``Discrete`` actions get a categorical
-policy. Tier settings live in ``TIERS`` (what we tried is said there).
+policy. Tier settings are in ``agents/hyperparams/maesn.toml`` (what we tried is said there).
 
 Randomness: the agent's own ``torch.Generator`` and ``np.random.Generator`` seeded from ``meta_train``'s
 seed. ``save`` writes ``model.pt`` (policy, latents and step sizes: a state dict read back with
@@ -101,13 +101,7 @@ class Config:
     device: str = "cpu"
 
 
-#: Tier overrides. ci: the inner batch is what a meta-test inner step gets and a meta-batch of 10, so
-#: that 25 meta-iterations fit PointNav's 100,000 steps (the published 50 × 20 would allow 5).
-TIERS: dict[str, dict[str, Any]] = {
-    "smoke": {"hidden_sizes": (32, 32), "meta_batch_size": 2, "trajectories_per_task": 5},
-    "ci": {"meta_batch_size": 10, "trajectories_per_task": 0},
-    "standard": {"trajectories_per_task": 0},
-}
+# Tier settings: agents/hyperparams/maesn.toml (metabench.protocol.build_config).
 
 
 class Latents(nn.Module):

@@ -117,12 +117,7 @@ class Config:
     device: str = "cpu"
 
 
-#: Tier overrides (metabench.protocol.build_config applies them over the defaults).
-TIERS: dict[str, dict[str, Any]] = {
-    "smoke": {"hidden_sizes": (32, 32), "meta_batch_size": 2, "trajectories_per_task": 5},
-    "ci": {"meta_batch_size": 10, "trajectories_per_task": 0},
-    "standard": {"trajectories_per_task": 0},
-}
+# Tier settings: agents/hyperparams/maml.toml (metabench.protocol.build_config).
 
 
 def make_policy(spaces: Spaces, config: Config) -> MLPPolicy:

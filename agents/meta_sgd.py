@@ -31,7 +31,7 @@ num_inner_updates 3, outer_lr 3e-4, num_sgd_iter 20, clip_param 0.15, γ 0.99, �
 ``maml.py``: kl_target 0.01; 20 workers = 20 tasks per meta-batch, 25 episodes each) are the defaults.
 Where ours differ: the log-std is a learned state-independent parameter (RLlib's network outputs it),
 adapted with its own rates like every parameter; ``Discrete`` actions get a categorical policy. Tier
-settings live in ``TIERS`` (what we tried is said there).
+settings are in ``agents/hyperparams/meta_sgd.toml`` (what we tried is said there).
 
 Randomness: the agent's own ``torch.Generator`` and ``np.random.Generator`` seeded from ``meta_train``'s
 seed. ``save`` writes ``model.pt`` (policy and rates, a state dict read back with
@@ -96,21 +96,7 @@ class Config:
     device: str = "cpu"
 
 
-#: Tier overrides. ci: the inner batch is what a meta-test inner step gets (3 episodes on PointNav), a
-#: meta-batch of 10 and (100, 100) hidden units, so that about 40 meta-iterations fit PointNav's 100,000
-#: steps. Tried on PointNav (seed 0): initial rates 0.1 (MAML's) and TESP's 0.001 both adapt (post-update
-#: return -11.3 and -10.6 against -17.8 and -16.4 before, after 20,000 and 40,000 steps); the published
-#: 0.001 is kept, its rates grow to a mean |α| of 0.02.
-TIERS: dict[str, dict[str, Any]] = {
-    "smoke": {
-        "hidden_sizes": (32, 32),
-        "meta_batch_size": 2,
-        "trajectories_per_task": 2,
-        "outer_iterations": 3,
-    },
-    "ci": {"hidden_sizes": (100, 100), "meta_batch_size": 10, "trajectories_per_task": 0},
-    "standard": {"trajectories_per_task": 0},
-}
+# Tier settings: agents/hyperparams/meta_sgd.toml (metabench.protocol.build_config).
 
 
 class MetaSGDAgent:

@@ -36,7 +36,7 @@ clip 0.15, model loss coefficient 0.01, γ 0.99, λ 0.97; ``tesp.py``: buffer of
 kl_target 0.01, 20 tasks × 25 episodes per batch) are the defaults. Where ours differ: the log-std is a
 learned state-independent parameter (RLlib's network outputs it); the GRU gates use the logistic
 sigmoid (Keras 2.2's default was the hard sigmoid); ``Discrete`` actions get a categorical policy. Tier
-settings live in ``TIERS`` (what we tried is said there).
+settings are in ``agents/hyperparams/tesp.toml`` (what we tried is said there).
 
 Randomness: the agent's own ``torch.Generator`` and ``np.random.Generator`` seeded from ``meta_train``'s
 seed. ``save`` writes ``model.pt`` (policy, encoder and rates: a state dict read back with
@@ -104,16 +104,7 @@ class Config:
     device: str = "cpu"
 
 
-#: Tier overrides. ci: a meta-test batch per task (2 episodes on PointNav), a meta-batch of 10, MLP
-#: (100, 100) and a 64-unit GRU, so that 50 meta-iterations fit PointNav's 100,000 steps.
-TIERS: dict[str, dict[str, Any]] = {
-    "smoke": {
-        "hidden_sizes": (32, 32), "rnn_units": 16, "meta_batch_size": 2, "trajectories_per_task": 2,
-        "outer_iterations": 3,
-    },
-    "ci": {"hidden_sizes": (100, 100), "rnn_units": 64, "meta_batch_size": 10, "trajectories_per_task": 0},
-    "standard": {"trajectories_per_task": 0},
-}  # fmt: skip
+# Tier settings: agents/hyperparams/tesp.toml (metabench.protocol.build_config).
 
 
 # ------------------------------------------------------------------------------------ the encoder
