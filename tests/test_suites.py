@@ -107,7 +107,7 @@ def test_random_agent_on_a_suite(tmp_path: Path) -> None:
     assert record["status"] == "ok", record["error"]
     eps = record["episodes"]
     adapt = [n for n, p in zip(eps["length"], eps["phase"], strict=True) if p == "adapt"]
-    assert sum(adapt) == record["protocol"]["adapt_steps"] == 500  # the last episode cut at the limit
+    assert sum(adapt) == record["protocol"]["adapt_steps"] == 300  # the last episode cut at the limit
     assert eps["phase"].count("eval") == 1 and set(eps["split"]) == {"test"}
     assert record["run"]["env_id"] == CI_SUITE and record["provenance"]["env_steps_used"] == 0
     # the same seed gives the same episodes

@@ -1,0 +1,718 @@
+"""MetaGenRL: a learned objective function that trains new agents from scratch (Kirsch et al., 2019).
+
+"Improving Generalization in Meta Reinforcement Learning using Learned Objectives" (ICLR 2020,
+arXiv:1910.04098; code: louiskirsch/metagenrl, TensorFlow). It runs on transfer suites
+(:mod:`metabench.suites`, ``suites = True``): meta-train on some Gymnasium envs, then train a fresh
+agent with the learned objective on others, other observation and action spaces included.
+
+**The agents.** A population of TD3 agents (20 in the paper, split evenly over the suite's train
+envs): a deterministic tanh policy and twin critics, MLPs (3 x 350, ReLU, LayerNorm), target
+networks (Polyak 0.995), target-policy smoothing (noise 0.2, clip 0.5), uniform actions for the first
+10k steps then Gaussian exploration noise 0.1. Actions live in [-1, 1] inside the agent (the buffer,
+the networks and the objective see normalised actions) and are rescaled to the env's bounds, so an
+objective meets the same action scale in every env. Critics: TD3's clipped double-Q target
+``r + γ (1 - terminated) min Q'(s', π'(s') + ε)``, the bootstrap cut only at true terminals.
+
+**The objective L_α** reads windows of ``trajectory_len`` (20) consecutive steps of one episode from
+the replay buffer. Per step t:
+
+* an action-size-independent encoding: an MLP (3 x 32, ``[relu, square]`` halves, LayerNorm) of each
+  action dimension's pair (buffer action, current policy action), averaged over the dimensions;
+* an MLP (32, 32 -> 8) of [normalised r_t, t/T, normalised V(s_{t+1})(1 - d_t), normalised V(s_t)]
+  with V(s) = Q₁(s, π(s)) (gradient stopped) and d_t the true terminal flag; normalisation is over
+  the batch (z-score over every valid step);
+* both go through an LSTM (32 units) run **backwards in time** from each window's last valid step,
+  then an MLP (3 x 32) to a scalar bounded by ``tanh(x · 1e-3) / 1e-3``.
+
+Policies minimise the mean of L_α over the window's valid steps (the policy enters only through its
+actions). During meta-training the policy loss anneals from TD3's ``-Q₁(s, π(s))`` to L_α over the
+first 10k steps of each agent (``anneal_steps``), as in the original.
+
+**Meta-gradient** (second-order): on a batch of 2 x ``batch_trajectories`` windows, one SGD step of
+L_α on the first half, θ' = θ - η ∇θ L_α(θ) (η = 1e-3, the graph kept), then the meta-loss
+``-Q₁(s, π_θ'(s))`` on the whole batch; its gradient with respect to α, clipped to norm 1 per agent,
+is averaged over the population and applied by Adam (lr 1e-3), every ``objective_delay`` (2) env
+steps. Critics update every step, policies (and targets) every ``policy_delay`` (2) steps, all with
+gradients clipped to norm 1.
+
+**Meta-test** (``begin_trial(observation_space, action_space)``): only the objective is kept, frozen;
+a fresh agent of the same kind trains from scratch with it (no annealing: L_α alone moves the policy),
+uniform actions for its first ``random_steps``, one critic update per env step. Evaluation episodes
+act deterministically and are not learned from.
+
+**Budget.** All agents' env steps count: the population splits the suite's budget evenly and steps in
+lock-step (one env step of every agent, then their updates). With ``ray = True`` (or
+``ray_address``) the agents' networks and updates run as Ray actors, one per agent, as the original
+runs them, while the driver steps every env (so the harness counts every step); the default runs the
+population in this process.
+
+Published settings, and where ours differ:
+
+* Config defaults are the paper's (``ray_configs.base`` and ``ray_experiments.train``): 20 agents,
+  3 x 350 networks, lr 1e-3 everywhere, batch of 100 windows of 20 steps, γ 0.99, objective units 32.
+* Not copied from the original: its TD3 target adds ``+ d`` (1 at terminal steps, a reward the env
+  never gave), and it stores time-limit ends as terminals; here neither. Its backward LSTM over
+  padded windows starts in the padding (TensorFlow's ``sequence_length`` on a reversed list); here it
+  starts at each window's last valid step. V(s_{t+1}) is each step's own next state's value, not the
+  window's last observation.
+* Updates start after ``update_after`` (1000) stored steps per agent, not at once.
+* The ``ci`` tier (module ``TIERS``) shrinks everything to fit 30 minutes on one core: 2 agents,
+  2 x 64 networks, 16 windows, 1000 random steps, annealing over 2000 steps; ``smoke`` is a wiring
+  check. The standard tier is the paper's.
+
+Randomness: each agent has its own ``np.random.Generator`` and ``torch.Generator`` from
+``meta_train``'s seed (initial weights, exploration, replay sampling, target noise); nothing global.
+``save`` writes ``objective.pt`` (a state dict, read back with ``torch.load(weights_only=True)``) and
+``agent.json`` (config and seed).
+
+Run it: ``metabench evaluate agents/metagenrl.py --suite suite/PendulumReacher-v0 --tier ci --seeds 0-4``;
+the paper's experiment on a Ray cluster: ``metabench evaluate agents/metagenrl.py --suite
+suite/MetaGenRL-CheetahLunar-v0 --tier standard --seeds 0-2 --config ray=true --ray-address auto``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+from torch import nn
+from torch.func import functional_call
+
+from metabench.protocol import Budget, Logger, Transition
+from metabench.tasks import Task
+
+
+@dataclasses.dataclass
+class Config:
+    #: agents in the population, spread evenly over the train envs
+    population: int = 20
+    hidden: int = 350
+    layers: int = 3
+    layernorm: bool = True
+    policy_lr: float = 1e-3
+    critic_lr: float = 1e-3
+    objective_lr: float = 1e-3
+    gamma: float = 0.99
+    tau: float = 0.005
+    policy_delay: int = 2
+    objective_delay: int = 2
+    target_noise: float = 0.2
+    noise_clip: float = 0.5
+    exploration_noise: float = 0.1
+    #: uniform random actions for each agent's first steps (meta-training and meta-test)
+    random_steps: int = 10_000
+    #: stored steps before an agent updates
+    update_after: int = 1_000
+    batch_trajectories: int = 100
+    trajectory_len: int = 20
+    buffer_size: int = 1_000_000
+    grad_clip: float = 1.0
+    #: step size of the inner SGD step of the meta-gradient
+    inner_lr: float = 1e-3
+    #: meta-training steps (per agent) over which the policy loss anneals from -Q to L_α
+    anneal_steps: int = 10_000
+    obj_units: int = 32
+    obj_lstm: int = 32
+    obj_value_units: int = 8
+    error_scale: float = 1e-3
+    #: run the population's networks as Ray actors (the driver still steps every env)
+    ray: bool = False
+    ray_address: str = ""
+    #: env steps (per agent) between two rows of the meta-training curve
+    log_every: int = 1_000
+
+
+TIERS: dict[str, dict[str, Any]] = {
+    "smoke": {
+        "population": 2,
+        "hidden": 16,
+        "layers": 2,
+        "random_steps": 50,
+        "update_after": 50,
+        "batch_trajectories": 2,
+        "trajectory_len": 4,
+        "anneal_steps": 100,
+        "obj_units": 8,
+        "obj_lstm": 8,
+        "log_every": 50,
+    },
+    "ci": {
+        "population": 2,
+        "hidden": 64,
+        "layers": 2,
+        "random_steps": 1_000,
+        "update_after": 1_000,
+        "batch_trajectories": 16,
+        "anneal_steps": 2_000,
+        "log_every": 1_000,
+    },
+}
+
+
+# ------------------------------------------------------------------------------------------ networks
+def init_(module: nn.Module, gen: torch.Generator) -> nn.Module:
+    """PyTorch's default uniform init, drawn from ``gen`` (no global generator)."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            bound = 1.0 / math.sqrt(m.in_features)
+            with torch.no_grad():
+                m.weight.uniform_(-bound, bound, generator=gen)
+                if m.bias is not None:
+                    m.bias.uniform_(-bound, bound, generator=gen)
+        elif isinstance(m, nn.LSTMCell):
+            bound = 1.0 / math.sqrt(m.hidden_size)
+            with torch.no_grad():
+                for p in m.parameters():
+                    p.uniform_(-bound, bound, generator=gen)
+    return module
+
+
+class ReluSquare(nn.Module):
+    """The original's mixed activation: ReLU on the first half of the units, x² on the second."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = x.chunk(2, dim=-1)
+        return torch.cat([torch.relu(a), b * b], dim=-1)
+
+
+def mlp(
+    n_in: int, n_out: int, hidden: int, layers: int, layernorm: bool, act: Callable[[], nn.Module] = nn.ReLU
+) -> nn.Sequential:
+    """``layers`` hidden layers (Linear, activation, LayerNorm), then a linear output (none if
+    ``n_out`` is 0)."""
+    mods: list[nn.Module] = []
+    for i in range(layers):
+        mods += [nn.Linear(n_in if i == 0 else hidden, hidden), act()]
+        if layernorm:
+            mods.append(nn.LayerNorm(hidden))
+    if n_out:
+        mods.append(nn.Linear(hidden if layers else n_in, n_out))
+    return nn.Sequential(*mods)
+
+
+class Policy(nn.Module):
+    def __init__(self, obs_dim: int, act_dim: int, c: Config):
+        super().__init__()
+        self.net = mlp(obs_dim, act_dim, c.hidden, c.layers, c.layernorm)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.net(obs))  # in [-1, 1]; the agent rescales to the env's bounds
+
+
+class Critic(nn.Module):
+    def __init__(self, obs_dim: int, act_dim: int, c: Config):
+        super().__init__()
+        self.net = mlp(obs_dim + act_dim, 1, c.hidden, c.layers, c.layernorm)
+
+    def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([obs, act], dim=-1)).squeeze(-1)
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return (x * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def znorm(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """z-score over the valid entries of the batch (the original's ``z_normalize_online``)."""
+    mean = masked_mean(x, mask)
+    var = masked_mean((x - mean) ** 2, mask)
+    return (x - mean) / torch.sqrt(var + 1e-8)
+
+
+class Objective(nn.Module):
+    """L_α: per step of a window, a bounded scalar the policy minimises (see the module docstring).
+    Its parameters do not depend on the action or observation size."""
+
+    def __init__(self, c: Config):
+        super().__init__()
+        u = c.obj_units
+        self.action_encoder = mlp(2, 0, u, 3, True, ReluSquare)
+        self.value_encoder = mlp(4, c.obj_value_units, u, 2, False, ReluSquare)
+        self.lstm = nn.LSTMCell(u + c.obj_value_units, c.obj_lstm)
+        self.head = mlp(c.obj_lstm, 1, u, 2, True, ReluSquare)
+        self.error_scale = c.error_scale
+
+    def forward(
+        self,
+        batch: Mapping[str, torch.Tensor],
+        pi_action: torch.Tensor,
+        v: torch.Tensor,
+        v_next: torch.Tensor,
+    ) -> torch.Tensor:
+        """Per-step errors, shape (B, T): ``batch`` holds the windows (``act`` (B, T, A) in [-1, 1],
+        ``rew``, ``term``, ``mask`` (B, T)); ``pi_action`` the policy's actions (B, T, A); ``v`` and
+        ``v_next`` V(s_t) and V(s_{t+1}) (B, T), gradient already stopped."""
+        mask = batch["mask"]
+        b, t = mask.shape
+        pairs = torch.stack([batch["act"], pi_action], dim=-1)  # (B, T, A, 2)
+        actions = self.action_encoder(pairs).mean(dim=-2)  # (B, T, u): any action size
+        values = torch.cat([v, v_next], dim=1)
+        vmask = torch.cat([mask, mask], dim=1)
+        nv = znorm(values, vmask)
+        nv_t, nv_next = nv[:, :t], nv[:, t:]
+        time = torch.arange(t, dtype=mask.dtype).expand(b, t) / t
+        other = torch.stack([znorm(batch["rew"], mask), time, nv_next * (1.0 - batch["term"]), nv_t], dim=-1)
+        x = torch.cat([actions, self.value_encoder(other)], dim=-1)
+        h = x.new_zeros(b, self.lstm.hidden_size)
+        cell = torch.zeros_like(h)
+        outs = []
+        for i in reversed(range(t)):  # backwards in time; padded steps keep the state at zero
+            h, cell = self.lstm(x[:, i], (h, cell))
+            m = mask[:, i : i + 1]
+            h, cell = h * m, cell * m
+            outs.append(h)
+        out = self.head(torch.stack(outs[::-1], dim=1)).squeeze(-1)
+        return torch.tanh(out * self.error_scale) / self.error_scale
+
+    def loss(
+        self,
+        batch: Mapping[str, torch.Tensor],
+        pi_action: torch.Tensor,
+        v: torch.Tensor,
+        v_next: torch.Tensor,
+    ) -> torch.Tensor:
+        return masked_mean(self(batch, pi_action, v, v_next), batch["mask"])
+
+
+def values(
+    policy: nn.Module, q1: nn.Module, batch: Mapping[str, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """V(s_t) and V(s_{t+1}) = Q₁(s, π(s)), gradient stopped."""
+    with torch.no_grad():
+        return q1(batch["obs"], policy(batch["obs"])), q1(batch["next_obs"], policy(batch["next_obs"]))
+
+
+def half(batch: Mapping[str, torch.Tensor], first: bool) -> dict[str, torch.Tensor]:
+    n = batch["mask"].shape[0] // 2
+    return {k: (v[:n] if first else v[n:]) for k, v in batch.items()}
+
+
+def meta_loss(
+    policy: nn.Module, q1: nn.Module, objective: Objective, batch: Mapping[str, torch.Tensor], inner_lr: float
+) -> torch.Tensor:
+    """-Q₁(s, π_θ'(s)) on the whole batch, θ' = θ - η ∇θ L_α(θ) on its first half; differentiable in α
+    through the inner step (second order)."""
+    params = dict(policy.named_parameters())
+    inner = half(batch, True)
+    v, v_next = values(policy, q1, inner)
+    inner_loss = objective.loss(inner, functional_call(policy, params, (inner["obs"],)), v, v_next)
+    grads = torch.autograd.grad(inner_loss, list(params.values()), create_graph=True)
+    updated = {k: p - inner_lr * g for (k, p), g in zip(params.items(), grads, strict=True)}
+    q = q1(batch["obs"], functional_call(policy, updated, (batch["obs"],)))
+    return -masked_mean(q, batch["mask"])
+
+
+def meta_gradient(
+    policy: nn.Module, q1: nn.Module, objective: Objective, batch: Mapping[str, torch.Tensor], c: Config
+) -> tuple[list[torch.Tensor], float]:
+    """∂ meta_loss / ∂α, clipped to norm ``grad_clip``, and the meta-loss."""
+    loss = meta_loss(policy, q1, objective, batch, c.inner_lr)
+    grads = torch.autograd.grad(loss, list(objective.parameters()), allow_unused=True)
+    grads = [
+        torch.zeros_like(p) if g is None else g for p, g in zip(objective.parameters(), grads, strict=True)
+    ]
+    norm = torch.sqrt(sum((g * g).sum() for g in grads))
+    scale = min(1.0, c.grad_clip / (float(norm) + 1e-12))
+    return [g * scale for g in grads], float(loss.detach())
+
+
+# ---------------------------------------------------------------------------------------- the buffer
+class WindowBuffer:
+    """A FIFO replay buffer that hands out windows of consecutive steps of one episode."""
+
+    def __init__(self, obs_dim: int, act_dim: int, size: int):
+        self.obs = np.zeros((size, obs_dim), np.float32)
+        self.next_obs = np.zeros((size, obs_dim), np.float32)
+        self.act = np.zeros((size, act_dim), np.float32)
+        self.rew = np.zeros(size, np.float32)
+        self.term = np.zeros(size, np.float32)
+        self.episode = np.full(size, -1, np.int64)
+        self.ptr, self.size, self.cap, self.current = 0, 0, size, 0
+
+    def add(self, obs: Any, act: np.ndarray, rew: float, next_obs: Any, terminated: bool, done: bool) -> None:
+        i = self.ptr
+        self.obs[i], self.act[i], self.rew[i], self.next_obs[i] = obs, act, rew, next_obs
+        self.term[i], self.episode[i] = float(terminated), self.current
+        self.ptr, self.size = (i + 1) % self.cap, min(self.size + 1, self.cap)
+        self.current += bool(done)
+
+    def sample(self, n: int, length: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        start = rng.integers(0, self.size, size=n)
+        idx = (start[:, None] + np.arange(length)[None]) % self.cap
+        offset = np.arange(length)[None]
+        # a window stays inside its episode and inside the stored steps (never wraps past ptr)
+        ahead = (
+            (self.ptr - start[:, None] - 1) % self.cap
+            if self.size == self.cap
+            else self.size - 1 - start[:, None]
+        )
+        mask = (self.episode[idx] == self.episode[start][:, None]) & (offset <= ahead)
+        mask = np.cumprod(mask, axis=1).astype(np.float32)
+        idx = np.where(mask > 0, idx, start[:, None])  # padded steps repeat the first (masked out)
+        out = {
+            "obs": self.obs[idx],
+            "act": self.act[idx],
+            "rew": self.rew[idx] * mask,
+            "next_obs": self.next_obs[idx],
+            "term": self.term[idx] * mask,
+            "mask": mask,
+        }
+        return {k: torch.as_tensor(v) for k, v in out.items()}
+
+
+# --------------------------------------------------------------------------------------- the learner
+class Learner:
+    """One TD3 agent whose policy minimises the (shared) objective: a population member, or the fresh
+    agent of a meta-test trial."""
+
+    def __init__(
+        self, obs_dim: int, act_dim: int, c: Config, objective: Objective, seed: int, buffer_size: int
+    ):
+        self.c, self.objective = c, objective
+        self.rng = np.random.default_rng(seed)
+        self.gen = torch.Generator().manual_seed(int(self.rng.integers(2**62)))
+        self.policy = init_(Policy(obs_dim, act_dim, c), self.gen)
+        self.q1 = init_(Critic(obs_dim, act_dim, c), self.gen)
+        self.q2 = init_(Critic(obs_dim, act_dim, c), self.gen)
+        self.target = copy.deepcopy(nn.ModuleList([self.policy, self.q1, self.q2])).requires_grad_(False)
+        self.pi_opt = torch.optim.Adam(self.policy.parameters(), lr=c.policy_lr)
+        self.q_opt = torch.optim.Adam([*self.q1.parameters(), *self.q2.parameters()], lr=c.critic_lr)
+        self.buffer = WindowBuffer(obs_dim, act_dim, buffer_size)
+        self.act_dim = act_dim
+        self.steps = 0
+        self.updates = 0
+
+    def act(self, obs: Any, explore: bool) -> np.ndarray:
+        """An action in [-1, 1]."""
+        if explore and self.steps < self.c.random_steps:
+            return self.rng.uniform(-1.0, 1.0, self.act_dim).astype(np.float32)
+        with torch.no_grad():
+            a = self.policy(torch.tensor(np.asarray(obs), dtype=torch.float32)[None])[0].numpy()
+        if explore:
+            a = np.clip(a + self.c.exploration_noise * self.rng.standard_normal(self.act_dim), -1.0, 1.0)
+        return a.astype(np.float32)
+
+    def store(
+        self, obs: Any, act: np.ndarray, rew: float, next_obs: Any, terminated: bool, done: bool
+    ) -> None:
+        self.buffer.add(obs, act, rew, next_obs, terminated, done)
+        self.steps += 1
+
+    @property
+    def ready(self) -> bool:
+        return self.buffer.size >= max(self.c.update_after, 2)
+
+    def batch(self, n: int) -> dict[str, torch.Tensor]:
+        return self.buffer.sample(n, self.c.trajectory_len, self.rng)
+
+    def update(self, anneal: float) -> dict[str, float]:
+        """One critic update; every ``policy_delay`` updates a policy update (loss
+        ``anneal · L_α - (1 - anneal) · Q₁``) and the target update."""
+        c = self.c
+        b = self.batch(c.batch_trajectories)
+        mask = b["mask"]
+        with torch.no_grad():
+            target_pi, target_q1, target_q2 = self.target
+            noise = (torch.randn(b["act"].shape, generator=self.gen) * c.target_noise).clamp(
+                -c.noise_clip, c.noise_clip
+            )
+            a2 = (target_pi(b["next_obs"]) + noise).clamp(-1.0, 1.0)
+            q_next = torch.minimum(target_q1(b["next_obs"], a2), target_q2(b["next_obs"], a2))
+            backup = b["rew"] + c.gamma * (1.0 - b["term"]) * q_next  # no +1 at terminals
+        q_loss = masked_mean((self.q1(b["obs"], b["act"]) - backup) ** 2, mask) + masked_mean(
+            (self.q2(b["obs"], b["act"]) - backup) ** 2, mask
+        )
+        self.q_opt.zero_grad()
+        q_loss.backward()
+        nn.utils.clip_grad_norm_([*self.q1.parameters(), *self.q2.parameters()], c.grad_clip)
+        self.q_opt.step()
+        out = {"critic_loss": float(q_loss.detach())}
+        self.updates += 1
+        if self.updates % c.policy_delay == 0:
+            pi = self.policy(b["obs"])
+            loss = masked_mean(-self.q1(b["obs"], pi), mask) * (1.0 - anneal) if anneal < 1.0 else 0.0
+            if anneal > 0.0:
+                v, v_next = values(self.policy, self.q1, b)
+                loss = loss + anneal * self.objective.loss(b, pi, v, v_next)
+            self.pi_opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(self.policy.parameters(), c.grad_clip)
+            self.pi_opt.step()
+            self.q1.zero_grad(set_to_none=True)
+            self.objective.zero_grad(set_to_none=True)
+            with torch.no_grad():
+                for net, targ in zip((self.policy, self.q1, self.q2), self.target, strict=True):
+                    for p, tp in zip(net.parameters(), targ.parameters(), strict=True):
+                        tp.lerp_(p, c.tau)
+            out["policy_loss"] = float(loss.detach()) if torch.is_tensor(loss) else loss
+        return out
+
+    def objective_gradient(self) -> tuple[list[torch.Tensor], float]:
+        return meta_gradient(
+            self.policy, self.q1, self.objective, self.batch(2 * self.c.batch_trajectories), self.c
+        )
+
+
+class _LocalWorker:
+    """The in-process population member: the same calls as :class:`_RemoteLearner`."""
+
+    def __init__(self, learner: Learner):
+        self.learner = learner
+
+    def act(self, obs: Any, explore: bool) -> np.ndarray:
+        return self.learner.act(obs, explore)
+
+    def step(self, transition: tuple, anneal: float, objective: bool) -> tuple[dict, list | None, float]:
+        self.learner.store(*transition)
+        if not self.learner.ready:
+            return {}, None, math.nan
+        out = self.learner.update(anneal)
+        if not objective:
+            return out, None, math.nan
+        grads, loss = self.learner.objective_gradient()
+        return out, grads, loss
+
+
+class _RemoteLearner(_LocalWorker):
+    """A population member in a Ray actor: built there, given the objective's weights by value."""
+
+    def __init__(self, obs_dim: int, act_dim: int, c: Config, objective_state: dict, seed: int, size: int):
+        torch.set_num_threads(1)  # one core per actor, as Ray reserves it
+        objective = Objective(c)
+        objective.load_state_dict(objective_state)
+        super().__init__(Learner(obs_dim, act_dim, c, objective, seed, size))
+
+    def set_objective(self, state: dict) -> None:
+        self.learner.objective.load_state_dict(state)
+
+    def step(self, transition: tuple, anneal: float, objective: bool) -> tuple[dict, list | None, float]:
+        out, grads, loss = super().step(transition, anneal, objective)
+        return out, None if grads is None else [g.numpy() for g in grads], loss
+
+
+# ----------------------------------------------------------------------------------------- the agent
+def _tensor(g: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """A gradient as a tensor (a Ray actor's arrive as read-only arrays: copied)."""
+    return g if isinstance(g, torch.Tensor) else torch.from_numpy(np.array(g))
+
+
+def _check_box(space: spaces.Space, what: str) -> None:
+    if not isinstance(space, spaces.Box) or len(space.shape) != 1:
+        raise TypeError(f"metagenrl needs flat Box {what} spaces; got {space}")
+
+
+def _scale(space: spaces.Box, a: np.ndarray) -> np.ndarray:
+    """[-1, 1] -> the space's bounds."""
+    low, high = space.low.astype(np.float64), space.high.astype(np.float64)
+    return (low + (a + 1.0) * 0.5 * (high - low)).astype(space.dtype)
+
+
+def _unscale(space: spaces.Box, a: Any) -> np.ndarray:
+    low, high = space.low.astype(np.float64), space.high.astype(np.float64)
+    return np.clip(2.0 * (np.asarray(a, np.float64) - low) / (high - low) - 1.0, -1.0, 1.0).astype(np.float32)
+
+
+class MetaGenRLAgent:
+    """A learned objective, meta-trained by a TD3 population; meta-test trains a fresh TD3 agent with it."""
+
+    oracle = False
+    suites = True
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.objective = Objective(config)
+        self.seed = 0
+        self.trials = 0
+        self.learner: Learner | None = None
+        self.action_space: spaces.Box | None = None
+        self._explored = False
+        self._started_ray = False
+
+    # ------------------------------------------------------------------ meta-training
+    def meta_train(
+        self,
+        make_env: Callable[..., gym.Env],
+        tasks: Sequence[Task],
+        budget: Budget,
+        *,
+        seed: int,
+        log: Logger,
+    ) -> None:
+        c = self.config
+        if not tasks or not isinstance(tasks[0].params.get("env"), str):
+            raise TypeError(
+                "metagenrl runs on transfer suites (metabench evaluate --suite NAME), not families"
+            )
+        self.seed, self.trials = int(seed), 0
+        gen = torch.Generator().manual_seed(int(seed))
+        init_(self.objective, gen)
+        rng = np.random.default_rng(seed)
+        envs = [make_env(tasks[k % len(tasks)]) for k in range(c.population)]
+        per_agent = budget.env_steps // c.population
+        for env in envs:
+            _check_box(env.observation_space, "observation")
+            _check_box(env.action_space, "action")
+        buffer_size = max(1, min(c.buffer_size, per_agent))
+        seeds = [int(s) for s in rng.integers(2**31, size=c.population)]
+        opt = torch.optim.Adam(self.objective.parameters(), lr=c.objective_lr)
+        use_ray = c.ray or bool(c.ray_address)
+        workers = self._workers(envs, seeds, buffer_size, use_ray)
+        obs = [env.reset(seed=s)[0] for env, s in zip(envs, seeds, strict=True)]
+        returns = [0.0] * c.population
+        finished: list[list[float]] = [[] for _ in envs]
+        stats: dict[str, list[float]] = {}
+        try:
+            for step in range(per_agent):
+                anneal = min(1.0, step / c.anneal_steps) if c.anneal_steps else 1.0
+                with_objective = step % c.objective_delay == 0 and c.objective_lr > 0
+                actions = self._call(workers, "act", [(o, True) for o in obs], use_ray)
+                transitions = []
+                for k, (env, a) in enumerate(zip(envs, actions, strict=True)):
+                    next_obs, r, term, trunc, _ = env.step(_scale(env.action_space, a))
+                    returns[k] += float(r)
+                    transitions.append((obs[k], a, float(r), next_obs, bool(term), bool(term or trunc)))
+                    if term or trunc:
+                        finished[k].append(returns[k])
+                        returns[k] = 0.0
+                        next_obs = env.reset(seed=int(rng.integers(2**31)))[0]
+                    obs[k] = next_obs
+                results = self._call(
+                    workers, "step", [(t, anneal, with_objective) for t in transitions], use_ray
+                )
+                grads = [g for _, g, _ in results if g is not None]
+                for out, _, loss in results:
+                    for key, value in out.items():
+                        stats.setdefault(key, []).append(value)
+                    if not math.isnan(loss):
+                        stats.setdefault("meta_loss", []).append(loss)
+                if grads:
+                    opt.zero_grad()
+                    for p, *gs in zip(self.objective.parameters(), *grads, strict=True):
+                        p.grad = torch.stack([_tensor(g) for g in gs]).mean(0)
+                    opt.step()
+                    if use_ray:
+                        self._broadcast(workers)
+                if (step + 1) % c.log_every == 0 or step + 1 == per_agent:
+                    row = {k: float(np.mean(v)) for k, v in stats.items()}
+                    for k, env in enumerate(envs):
+                        if finished[k]:
+                            row[f"return_{k}_{env.spec.id if env.spec else k}"] = float(
+                                np.mean(finished[k][-5:])
+                            )
+                    log.log((step + 1) * c.population, anneal=anneal, **row)
+                    stats = {}
+        finally:
+            for env in envs:
+                env.close()
+            if use_ray:
+                import ray
+
+                for w in workers:
+                    ray.kill(w)
+                if self._started_ray:
+                    ray.shutdown()
+
+    def _workers(self, envs: list[gym.Env], seeds: list[int], buffer_size: int, use_ray: bool) -> list[Any]:
+        dims = [(env.observation_space.shape[0], env.action_space.shape[0]) for env in envs]
+        if not use_ray:
+            return [
+                _LocalWorker(Learner(o, a, self.config, self.objective, s, buffer_size))
+                for (o, a), s in zip(dims, seeds, strict=True)
+            ]
+        import ray
+
+        self._started_ray = not ray.is_initialized()
+        if self._started_ray:
+            ray.init(address=self.config.ray_address or None, include_dashboard=False)
+        module = sys.modules[_RemoteLearner.__module__]
+        if not module.__name__.startswith("metabench."):  # loaded from a file path: workers cannot import it
+            ray.cloudpickle.register_pickle_by_value(module)
+        remote = ray.remote(num_cpus=1)(_RemoteLearner)
+        state = self.objective.state_dict()
+        return [
+            remote.remote(o, a, self.config, state, s, buffer_size)
+            for (o, a), s in zip(dims, seeds, strict=True)
+        ]
+
+    def _broadcast(self, workers: list[Any]) -> None:
+        import ray
+
+        ref = ray.put(self.objective.state_dict())
+        ray.get([w.set_objective.remote(ref) for w in workers])
+
+    @staticmethod
+    def _call(workers: list[Any], method: str, args: list[tuple], use_ray: bool) -> list[Any]:
+        if not use_ray:
+            return [getattr(w, method)(*a) for w, a in zip(workers, args, strict=True)]
+        import ray
+
+        return ray.get([getattr(w, method).remote(*a) for w, a in zip(workers, args, strict=True)])
+
+    # ------------------------------------------------------------------ meta-testing
+    def begin_trial(self, observation_space: spaces.Space, action_space: spaces.Space) -> None:
+        """A fresh TD3 agent for these spaces, trained by the frozen objective."""
+        _check_box(observation_space, "observation")
+        _check_box(action_space, "action")
+        frozen = copy.deepcopy(self.objective).requires_grad_(False)
+        seed = self.seed * 1_000 + self.trials
+        self.trials += 1
+        self.action_space = action_space
+        self.learner = Learner(
+            observation_space.shape[0],
+            action_space.shape[0],
+            self.config,
+            frozen,
+            seed,
+            self.config.buffer_size,
+        )
+
+    def act(self, obs: Any, *, explore: bool) -> Any:
+        if self.learner is None or self.action_space is None:
+            raise RuntimeError("MetaGenRLAgent.act called before begin_trial")
+        self._explored = explore
+        return _scale(self.action_space, self.learner.act(obs, explore))
+
+    def observe(self, transition: Transition) -> None:
+        if self.learner is None or self.action_space is None or not self._explored:
+            return  # evaluation episodes are not learned from
+        t = transition
+        done = t.terminated or t.truncated
+        a = _unscale(self.action_space, t.action)
+        self.learner.store(t.obs, a, t.reward, t.next_obs, t.terminated, done)
+        if self.learner.ready:
+            self.learner.update(anneal=1.0)
+
+    def end_episode(self) -> None:
+        pass
+
+    # ------------------------------------------------------------------ save / load
+    def save(self, path: str | Path) -> None:
+        """``path/objective.pt`` (state dict) and ``path/agent.json`` (config, seed)."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        torch.save(self.objective.state_dict(), path / "objective.pt")
+        state = {"config": dataclasses.asdict(self.config), "seed": self.seed, "trials": self.trials}
+        (path / "agent.json").write_text(json.dumps(state, indent=1))
+
+    @classmethod
+    def load(cls, path: str | Path) -> MetaGenRLAgent:
+        path = Path(path)
+        state = json.loads((path / "agent.json").read_text())
+        agent = cls(Config(**state["config"]))
+        agent.objective.load_state_dict(torch.load(path / "objective.pt", weights_only=True))
+        agent.seed, agent.trials = int(state["seed"]), int(state["trials"])
+        return agent
+
+
+def make_agent(config: Config) -> MetaGenRLAgent:
+    return MetaGenRLAgent(config)
