@@ -77,6 +77,19 @@ REFERENCES: Mapping[str, Mapping[str, Reference]] = MappingProxyType(
                 ),
             }
         ),
+        "metabench/PointNavNonStationary-v0": MappingProxyType(
+            {
+                # 2026-11-30, seeds 0-4, budget 2 000 env steps, the first 5 test tasks, 3 evaluation
+                # episodes each: as on PointNav, the oracle barely learns at this tier. No ci entry yet:
+                # the oracle's ci runs (200 000 steps, 5 seeds) are still to be made.
+                "smoke": Reference(
+                    random=-109.0969,
+                    oracle=-87.9629,
+                    measured="2026-11-30: metabench evaluate agents/{random_agent,explicit_context}.py "
+                    "--env metabench/PointNavNonStationary-v0 --tier smoke --seeds 0-4",
+                ),
+            }
+        ),
     }
 )
 
