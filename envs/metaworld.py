@@ -516,6 +516,10 @@ class ML1Env(MetaWorldEnv):
     """
 
     task_name: ClassVar[str]
+    #: Meta-training env steps per tier, the same for every agent. ``ML1-reach`` is a headline family:
+    #: ``ci`` (400 episodes of 500 steps) is sized so that every reference agent's unit, meta-training
+    #: and meta-test (60 tasks x 13 episodes x 500 steps), fits 30 minutes on one core.
+    budgets: ClassVar[Mapping[str, int]] = {"smoke": 2_000, "ci": 200_000, "standard": 2_000_000}
 
 
 class ML10Env(MetaWorldEnv):

@@ -183,6 +183,10 @@ class StrikerDynamicsEnv(MujocoMetaEnv, MujocoEnv, EzPickle):
     }
     success_rule = "final"
     n_adapt, n_eval = 2, 1
+    #: Meta-training env steps per tier, the same for every agent. A headline family: ``ci`` is sized so
+    #: that every reference agent's unit (meta-training and meta-test) fits 30 minutes on one core (the
+    #: records' wall times show it; leaderboards/ci/campaign.toml runs them); ``standard`` is the papers'.
+    budgets = {"smoke": 2_000, "ci": 200_000, "standard": 2_000_000}
     metadata = {"render_modes": ["human", "rgb_array", "depth_array"], "render_fps": 20}
 
     frame_skip = 5
