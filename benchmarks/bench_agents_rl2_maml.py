@@ -14,8 +14,15 @@ network sizes on both sides:
   the same (100, 100) tanh MLP; and a whole meta-iteration (two sampling passes, inner steps, TRPO
   step) against PPO's ``learn`` of a rollout of the same size (10 epochs, minibatch 100).
 
+* Meta-SGD, MAESN and TESP (issue 13) against MAML on the same batch: the same 10 train tasks and 10
+  episodes per task in every sampling pass, each agent at its ``ci`` settings otherwise. Their
+  meta-iterations sample a different number of passes by design (MAML and MAESN 2, Meta-SGD 4: three
+  inner steps and the post-update batch, TESP 5: with the warm-up batch), so the ratio compared is the
+  time per env step of a whole meta-iteration (sampling, inner steps, outer update), and the ratio of
+  whole meta-iterations is reported beside it.
+
 Targets: RL² at least as fast as plain RecurrentPPO, MAML's sampler at least as fast as PPO's rollout
-collection (both ratios >= 1.0).
+collection (both ratios >= 1.0); each of Meta-SGD, MAESN and TESP within 1.5x of MAML's time per env step.
 """
 
 from __future__ import annotations
@@ -23,13 +30,14 @@ from __future__ import annotations
 import dataclasses
 
 import gymnasium as gym
+import pytest
 import torch
 from sb3_contrib import RecurrentPPO
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor, VecNormalize
 
 import metabench
-from metabench.agents import maml, rl2
+from metabench.agents import maesn, maml, meta_sgd, rl2, tesp
 from metabench.protocol import build_config
 
 from .conftest import interleaved_rates, report
@@ -137,3 +145,47 @@ def test_maml_sampling_and_iteration_throughput_vs_ppo(benchmark) -> None:
     benchmark.pedantic(maml_sample, rounds=1, iterations=1)
     ratio = sampling["maml"] / sampling["ppo"]
     assert ratio >= 1.0, f"MAML samples at {ratio:.2f}x PPO's collect_rollouts (target >= 1.0x)"
+
+
+#: Sampling passes per meta-iteration, as the agents' meta_train budgets them.
+PASSES = {
+    "maml": lambda c: 2,
+    "maesn": lambda c: 2,
+    "meta_sgd": lambda c: c.inner_steps + 1,
+    "tesp": lambda c: c.inner_steps + 2,
+}
+
+
+@pytest.mark.parametrize("name", ["meta_sgd", "maesn", "tesp"])
+def test_gradient_agents_meta_iteration_time_vs_maml(benchmark, name: str) -> None:
+    torch.set_num_threads(1)
+    tasks, k = list(metabench.tasks(ENV, "train")[:10]), 10
+    modules = {"maml": maml, "meta_sgd": meta_sgd, "maesn": maesn, "tesp": tesp}
+    agents, envs, steps = {}, {}, {}
+    for key in ("maml", name):
+        module = modules[key]
+        config = dataclasses.replace(
+            build_config(module, "ci"), meta_batch_size=len(tasks), trajectories_per_task=k
+        )
+        agent = agents[key] = module.make_agent(config)
+        envs[key] = agent.setup(make_env, 0, len(tasks)) if key == "maesn" else agent.setup(make_env, seed=0)
+        steps[key] = PASSES[key](config) * len(tasks) * k * agent._horizon
+
+    def iteration(key: str):
+        def run() -> None:
+            agents[key].meta_iteration(envs[key], tasks)
+
+        return run
+
+    per_iteration = interleaved_rates({key: iteration(key) for key in agents}, 1, rounds=3)
+    per_step = {key: per_iteration[key] * steps[key] for key in agents}
+    step_ratio = per_step["maml"] / per_step[name]  # > 1: slower than MAML per env step
+    report(
+        benchmark,
+        **{f"{key}_iteration_s": 1 / per_iteration[key] for key in agents},
+        **{f"{key}_steps_per_iteration": steps[key] for key in agents},
+        iteration_time_ratio_vs_maml=per_iteration["maml"] / per_iteration[name],
+        time_per_step_ratio_vs_maml=step_ratio,
+    )
+    benchmark.pedantic(iteration(name), rounds=1, iterations=1)
+    assert step_ratio <= 1.5, f"{name} takes {step_ratio:.2f}x MAML's time per env step (target <= 1.5x)"
