@@ -434,6 +434,7 @@ def own_env(
     base = env.unwrapped
     cls = type(base)
     step, reset, set_task, apply_task = cls.step, cls.reset, cls.set_task, cls._apply_task
+    switch = cls._switch
     public = cls.public_info_keys
 
     def counted_step(action: Any) -> Any:
@@ -449,6 +450,10 @@ def own_env(
         check_train_task(task, members, env_id, counter)
         set_task(base, task)
 
+    def train_switch(task: Any) -> None:
+        check_train_task(task, members, env_id, counter)
+        switch(base, task)
+
     def train_apply_task(task: Any) -> None:
         check_train_task(task, members, env_id, counter)
         apply_task(base, task)
@@ -456,6 +461,7 @@ def own_env(
     base.step = counted_step
     base.reset = public_reset
     base.set_task = train_set_task
+    base._switch = train_switch
     base._apply_task = train_apply_task
 
 

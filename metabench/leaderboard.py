@@ -104,6 +104,7 @@ class Run:
     budget: int
     wall_time_s: float
     tasks: dict[str, dict[int, TaskResult]]  # split -> task index -> result
+    isolated: bool = False  # made with ``metabench evaluate --isolate``
 
 
 @dataclasses.dataclass
@@ -115,6 +116,7 @@ class ErrorRun:
     oracle: bool
     seed: int
     message: str
+    isolated: bool = False
 
 
 def run_of(path: str, record: Mapping[str, Any]) -> Run | ErrorRun:
@@ -123,7 +125,7 @@ def run_of(path: str, record: Mapping[str, Any]) -> Run | ErrorRun:
     if record["status"] != "ok":
         err = record["error"] or {}
         message = " ".join(f"{err.get('type', 'Error')}: {err.get('message', '')}".split())
-        return ErrorRun(*key, message=message[:200])
+        return ErrorRun(*key, message=message[:200], isolated=bool(run.get("isolated", False)))
     eps = record["episodes"]
     grouped: dict[tuple[str, int], list[tuple[int, str, float, bool | None]]] = {}
     for split, task, ep, phase, ret, succ in zip(
@@ -157,6 +159,7 @@ def run_of(path: str, record: Mapping[str, Any]) -> Run | ErrorRun:
         budget=int(prov["budget"]["env_steps"]),
         wall_time_s=float(prov["wall_time_s"]),
         tasks=tasks,
+        isolated=bool(run.get("isolated", False)),
     )
 
 
@@ -179,7 +182,13 @@ class AgentRuns:
 
     @property
     def label(self) -> str:
-        return f"{self.agent} (oracle)" if self.oracle else self.agent
+        """The agent's name, marked ``(oracle)``, and ``(isolated)`` when its runs were made with
+        ``--isolate`` (``(isolated k/n)`` when only some were)."""
+        label = f"{self.agent} (oracle)" if self.oracle else self.agent
+        n, isolated = len(self.runs), sum(r.isolated for r in self.runs)
+        if isolated:
+            label += " (isolated)" if isolated == n else f" (isolated {isolated}/{n})"
+        return label
 
 
 @dataclasses.dataclass
