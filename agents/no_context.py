@@ -172,8 +172,9 @@ class NoContextAgent:
     def act(self, obs: Any, *, explore: bool) -> Any:
         if self.model is None:
             raise RuntimeError(f"{type(self).__name__}.act called before meta_train or load")
-        # What ``model.predict(obs, deterministic=True)`` computes, without its per-call switch of the
-        # networks to eval mode (done once in _ready), which costs more than the forward pass itself.
+        # What ``model.predict(obs, deterministic=True)`` computes (SAC's squashed action unscaled, PPO's
+        # Box action clipped to the bounds), without its per-call switch of the networks to eval mode
+        # (done once after meta_train and load), which costs more than the forward pass itself.
         policy = self.model.policy
         with torch.no_grad():
             x, _ = policy.obs_to_tensor(obs)
@@ -181,6 +182,8 @@ class NoContextAgent:
                 action = policy.unscale_action(policy.actor(x, deterministic=True).cpu().numpy()[0])
             else:
                 action = policy.get_distribution(x).get_actions(deterministic=True).cpu().numpy()[0]
+                if isinstance(policy.action_space, spaces.Box):  # PPO's Gaussian is unbounded: clip
+                    action = np.clip(action, policy.action_space.low, policy.action_space.high)
         return action
 
     def observe(self, transition: Transition) -> None:

@@ -55,8 +55,9 @@ action, V's target ``sum_a pi(a) (min Q(s, z)[a] - log pi(a))`` and the policy l
 reparameterisation). Actions are one-hot in the buffers and in the context ``(s, one-hot a, r)``;
 the posterior, the encoder's training and the meta-test protocol are unchanged. Acting
 "deterministically" takes the most probable action, so exploration at meta-test comes from drawing
-``z`` (posterior sampling, Thompson-style on Bandit). The ci tier's values are PointNav's
-(TabularMDP has its own, below).
+``z`` (posterior sampling, Thompson-style on Bandit). The ci tier's values are PointNav's,
+with more gradient steps per iteration on Bandit and TabularMDP (and TabularMDP's own latent size and
+discount; ``agents/hyperparams/pearl.toml``).
 
 ## Meta-test (``begin_trial`` / ``act`` / ``observe`` / ``end_episode``)
 ``begin_trial`` empties the context and draws ``z`` from the prior. ``observe`` appends every
@@ -70,34 +71,25 @@ posterior sampling, not action noise; ``explore_actions="sample"`` samples actio
 PEARL's sampled ``z``) and the mean action: evaluation episodes should exploit what was inferred.
 
 ## Where ours differs from the paper
-* The meta-training loop stops when the tier's env-step budget (or wall-clock budget) cannot take
-  another whole episode; the iteration in progress still does its gradient steps. With the 2M-step
-  standard budget the cheetah-vel settings run about 360 of their 500 iterations.
+* Iterations run until the tier's env-step budget (or wall-clock budget) cannot take another whole
+  episode (``num_iterations=None``; a number caps them); the iteration in progress still does its
+  gradient steps. With the 2M-step standard budget the cheetah-vel settings run about 360 iterations
+  (oyster's 500 would need 2.5M steps).
+* ``meta_train`` refuses a ``num_exp_traj_eval`` above the family's ``n_adapt`` (the meta-test's
+  exploration episodes): every evaluation episode would then act on the prior.
 * Tasks whose buffers are still empty (a budget smaller than the initial collection) are not drawn
   into meta-batches.
 * No recurrent encoder (rlkit's ``--rnn`` option) and so no ``embedding_mini_batch_size``.
-* The ci tier is far smaller than the paper, so that a ci run (meta-training, then meta-test)
-  takes about 100 s of one CPU core: two hidden layers of 64 units everywhere,
-  meta-batch 8 tasks x 32 transitions, context batch 32, 2 initial episodes per task, 2 prior and 2
-  extra-RL posterior episodes for each of 5 tasks per iteration and 400 gradient steps per iteration
-  (one per env step): on PointNav 3.2k initial + 42 x 400 steps = 20k of its 100k-step ci budget,
-  16.8k gradient steps (42 iterations end the run; more would cost CPU time, not env steps). To
-  learn in that few gradient steps (PEARL takes hundreds of thousands) it also uses discount 0.9
-  (episodes are 20 steps), reward scale 10 and Adam 3e-3. Measured: with PEARL's point-robot values
-  (discount 0.99, reward scale 100) a first ci setting had not learnt to adapt after 4k gradient
-  steps, its critic far from the ~-10^4 values those settings converge to. The KL
-  weight stays 0.1. The ci values are tuned for PointNav; other families get their own in
-  ``agents/hyperparams/pearl.toml`` (as PEARL ships one config per environment: reward scale 100
-  for the point robot, 5 for the MuJoCo tasks).
-* TabularMDP at ci: latent 50, discount 0.5, 70 iterations (48k of its
-  50k steps). A TabularMDP task is 50 reward means and 500 transition probabilities: 5 latent
-  dimensions cannot hold what the trial reveals (one per (s, a) reward mean can), and with 10-step
-  episodes and per-(s, a) rewards a short horizon is most of the value. Measured on seed 0 (mean
-  return of the 3 evaluation episodes over the 100 test tasks; random 9.98, oracle 21.80): PointNav's
-  ci values 9.95; discount 0.5 10.80; latent 50 10.05; both 11.65 (seed 1: 11.96); both with 70
-  iterations 12.81, from 9.28 in episode 0.
-* The two Q-functions are evaluated as one batched network (:class:`TwinQ`), with one Adam over both
-  (the same as two Adams: Adam is per parameter).
+* Tier and per-family settings live in ``agents/hyperparams/pearl.toml`` with what was tried: the
+  standard tier is oyster's per-environment configs (point robot, sparse point robot, cheetah,
+  ant, rand-params with ``use_next_obs_in_context``); the ci tier is far smaller (64-unit networks,
+  small batches, discount 0.9, reward scale 10, Adam 3e-3, one gradient step per 5 env steps) so that
+  a unit spends the family's whole ci budget in minutes of one core.
+* The two Q-functions are evaluated as one batched network (:class:`TwinQ`). Adam is per
+  parameter, so one Adam per backward pass with a parameter group per network (critics + encoder;
+  policy + V) is the paper's four Adams. V's and the policy's losses, whose parameters are disjoint,
+  share one backward pass; Q's weights are frozen in the policy's Q evaluation (its gradient reaches
+  the action only).
 * The standard tier keeps PEARL's network sizes and batch sizes: ~0.7M gradient steps of
   16 x 256 transitions through 300-unit networks, which wants a GPU (``device="auto"`` takes CUDA
   when there is one); on one core of this machine a gradient step took 0.57 s (measured), ~110 h.
@@ -151,7 +143,9 @@ class Config:
     encoder_hidden_sizes: tuple[int, ...] = (200, 200, 200)
     meta_batch: int = 16
     """Tasks per gradient step."""
-    num_iterations: int = 500
+    num_iterations: int | None = None
+    """Cap on iterations; ``None``: as many as the env-step budget allows (oyster's 500 iterations
+    exceed its own 2M-step runs, so the budget ends them either way)."""
     num_initial_steps: int = 2000
     """Env steps per train task with ``z`` from the prior before training starts."""
     num_tasks_sample: int = 5
@@ -213,6 +207,26 @@ def check_config(config: Config) -> None:
             raise ValueError(f"Config.{name} must be >= 1, got {getattr(config, name)}")
     if config.num_exp_traj_eval < 0:
         raise ValueError(f"Config.num_exp_traj_eval must be >= 0, got {config.num_exp_traj_eval}")
+    per_iteration = config.num_steps_prior + config.num_steps_posterior + config.num_extra_rl_steps_posterior
+    if config.num_iterations is None and (config.num_tasks_sample < 1 or per_iteration < 1):
+        raise ValueError(
+            "Config.num_iterations=None runs until the budget ends, so every iteration must collect data: "
+            "set num_tasks_sample >= 1 and num_steps_prior/posterior/extra_rl_steps_posterior > 0"
+        )
+
+
+def check_family(config: Config, env: gym.Env) -> None:
+    """The family's meta-test protocol must leave PEARL its exploration episodes: with
+    ``num_exp_traj_eval`` above the family's ``n_adapt`` every evaluation episode would act on the
+    prior (z from N(0, I)) instead of the posterior."""
+    n_adapt = int(getattr(env.unwrapped, "n_adapt", 10))
+    if config.num_exp_traj_eval > n_adapt:
+        env_id = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
+        raise ValueError(
+            f"PEARL's num_exp_traj_eval={config.num_exp_traj_eval} exceeds {env_id}'s n_adapt={n_adapt} "
+            f"exploration episodes at meta-test; set num_exp_traj_eval <= {n_adapt} for this family "
+            f'(agents/hyperparams/pearl.toml [<tier>."{env_id}"], or --config num_exp_traj_eval={n_adapt})'
+        )
 
 
 # ------------------------------------------------------------------------------------ networks
@@ -554,6 +568,7 @@ class PEARLAgent:
         self.test_gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
         env = make_env()
         try:
+            check_family(c, env)
             self._build(env.observation_space, env.action_space, gen)
             spec_len = env.spec.max_episode_steps if env.spec is not None else None
             path_len = c.max_path_length or spec_len
@@ -684,13 +699,14 @@ class _Trainer:
         c, dev = self.c, agent.device
         assert agent.policy is not None and agent.encoder is not None
 
-        def adam(net: nn.Module, lr: float) -> torch.optim.Adam:
-            return torch.optim.Adam(net.parameters(), lr=lr, foreach=True)
+        def adam(*groups: tuple[nn.Module, float]) -> torch.optim.Adam:
+            params = [{"params": list(net.parameters()), "lr": lr} for net, lr in groups]
+            return torch.optim.Adam(params, fused=True)
 
-        self.policy_opt = adam(agent.policy, c.policy_lr)
-        self.qf_opt = adam(agent.qf, c.qf_lr)  # one Adam over both Q-functions = two Adams
-        self.vf_opt = adam(agent.vf, c.vf_lr)
-        self.context_opt = adam(agent.encoder, c.context_lr)
+        # Adam is per parameter, so one Adam with a parameter group per network is the paper's four
+        # Adams; two of them (one per backward pass) halve the optimiser's Python overhead.
+        self.critic_opt = adam((agent.qf, c.qf_lr), (agent.encoder, c.context_lr))
+        self.actor_opt = adam((agent.policy, c.policy_lr), (agent.vf, c.vf_lr))
         self.dev = dev
         self.returns: list[float] = []
 
@@ -793,11 +809,9 @@ class _Trainer:
             q_target = c.reward_scale * rew + (1.0 - term) * c.discount * target_v
         qf_loss = (q - q_target).pow(2).mean(dim=(1, 2)).sum()
         kl = gaussian_kl_to_standard(mu, var) if c.use_information_bottleneck else torch.zeros(())
-        self.context_opt.zero_grad()
-        self.qf_opt.zero_grad()
+        self.critic_opt.zero_grad()
         (qf_loss + c.kl_lambda * kl).backward()
-        self.qf_opt.step()
-        self.context_opt.step()
+        self.critic_opt.step()
 
         # V: towards min Q(s, a~pi) - log pi (temperature 1; the reward scale sets the trade-off)
         if a.discrete:  # exact expectations over the actions, as in discrete SAC
@@ -805,26 +819,29 @@ class _Trainer:
                 min_q_all = a.qf(s_zd).min(0).values
             v_target = (probs * (min_q_all - log_probs)).sum(-1, keepdim=True)
         else:
+            # the policy's gradient flows through Q to the action; Q's own weights get none (frozen
+            # for this forward pass, which skips their weight gradients in the backward pass)
+            a.qf.requires_grad_(False)
             min_q_new = a.qf(torch.cat([obs, new_act, zd], -1)).min(0).values
+            a.qf.requires_grad_(True)
             v_target = min_q_new - log_pi
         v_pred = a.vf(s_zd)
         vf_loss = F.mse_loss(v_pred, v_target.detach())
-        self.vf_opt.zero_grad()
-        vf_loss.backward()
-        self.vf_opt.step()
-        with torch.no_grad():
-            torch._foreach_lerp_(list(a.target_vf.parameters()), list(a.vf.parameters()), c.soft_target_tau)
 
-        # policy (its loss also sends gradients into Q; they are zeroed before Q's next step)
+        # policy
         if a.discrete:
             policy_loss = (probs * (log_probs - min_q_all)).sum(-1).mean()
         else:
             policy_loss = (log_pi - min_q_new).mean()
             policy_loss = policy_loss + c.policy_mean_reg_weight * pol_mean.pow(2).mean()
             policy_loss = policy_loss + c.policy_std_reg_weight * pol_log_std.pow(2).mean()
-        self.policy_opt.zero_grad()
-        policy_loss.backward()
-        self.policy_opt.step()
+        # V's and the policy's parameters are disjoint and both losses use the updated Q, as rlkit's:
+        # one backward pass over their sum gives each the gradient of its own loss
+        self.actor_opt.zero_grad()
+        (vf_loss + policy_loss).backward()
+        self.actor_opt.step()
+        with torch.no_grad():
+            torch._foreach_lerp_(list(a.target_vf.parameters()), list(a.vf.parameters()), c.soft_target_tau)
         return {
             "qf_loss": qf_loss.item(),
             "vf_loss": vf_loss.item(),
@@ -840,7 +857,8 @@ class _Trainer:
         for i in range(n_tasks):  # initial pool: prior data into both buffers
             if not self.collect(i, steps_per_task, None, add_to_enc=True):
                 break
-        for it in range(c.num_iterations):
+        iterations = itertools.count() if c.num_iterations is None else range(c.num_iterations)
+        for it in iterations:
             self.returns = []
             for _ in range(c.num_tasks_sample):
                 if self.exhausted:
@@ -865,7 +883,8 @@ class _Trainer:
                         break
                     indices = self.rng.choice(ready, size=c.meta_batch)
                     losses = self.update(indices)
-            if (it + 1) % c.log_every == 0 or self.exhausted or it == c.num_iterations - 1:
+            last = c.num_iterations is not None and it == c.num_iterations - 1
+            if (it + 1) % c.log_every == 0 or self.exhausted or last:
                 scalars = dict(losses)
                 if self.returns:
                     scalars["train_return"] = float(np.mean(self.returns))

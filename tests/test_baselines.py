@@ -115,6 +115,21 @@ def test_ppo_for_discrete_actions_keeps_the_budget_and_round_trips(tmp_path: Pat
     assert [int(agent.act(o, explore=True)) for o in obs] == [int(loaded.act(o, explore=True)) for o in obs]
 
 
+def test_ppo_on_box_actions_clips_as_sb3_predict_does():
+    """SB3's ``predict`` clips PPO's (unbounded Gaussian) Box actions to the bounds; ``act`` must too."""
+    import torch
+
+    agent, _, _ = train(no_context, ENV, 128, algo="ppo", n_steps=64, batch_size=64, n_epochs=1)
+    with torch.no_grad():  # push the mean far outside the bounds, as an untrained policy may
+        agent.model.policy.action_net.bias.fill_(5.0)
+    space = agent.model.action_space
+    for obs in observations(ENV, False):
+        action = agent.act(obs, explore=False)
+        assert space.contains(np.asarray(action, dtype=space.dtype))
+        assert np.array_equal(action, agent.model.predict(obs, deterministic=True)[0])
+        assert np.array_equal(action, space.high)
+
+
 def test_bad_algo_is_rejected_with_the_choices():
     with pytest.raises(ValueError, match="auto, sac, ppo"):
         no_context.choose_algo(no_context.Config(algo="dqn"), gym.spaces.Discrete(2))

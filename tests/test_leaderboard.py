@@ -144,6 +144,26 @@ def test_tables_report_normalised_scores_and_mark_oracles(records: Path, tmp_pat
     assert (out / f"{stem}.png").read_bytes().startswith(b"\x89PNG")
 
 
+def test_rows_show_the_budget_used_and_flag_rows_under_90_percent(records: Path, tmp_path: Path):
+    """A row whose runs used under 90% of the env-step budget is not at equal budget: flagged."""
+    for seed in range(3):
+        record = make_record("short_learner", seed, -10.0)
+        record["provenance"]["env_steps_used"] = 200  # of 1000
+        write(records, record)
+    out = tmp_path / "out"
+    assert leaderboard.main(str(records), str(out), check=False) == 0
+    stem = "metabench__PointNav-v0__ci"
+    lines: dict[str, str] = {}  # each agent's row in the first table (the family table)
+    for line in (out / f"{stem}.md").read_text().splitlines():
+        if line.startswith("| "):
+            lines.setdefault(line.split("|")[1].strip(), line)
+    assert f"200 / 1000 (20%) {leaderboard.BUDGET_FLAG}" in lines["short_learner"]
+    assert "1000 / 1000 (100%) |" in lines["learner"] and leaderboard.BUDGET_FLAG not in lines["learner"]
+    rows = read_csv(out / f"{stem}.csv")
+    assert float(rows["short_learner"]["budget_used"]) == pytest.approx(0.2)
+    assert f"{leaderboard.BUDGET_FLAG} marks rows under 90%" in (out / "README.md").read_text()
+
+
 def test_regeneration_is_byte_identical_and_check_passes(records: Path, tmp_path: Path, capsys):
     a, b = tmp_path / "a", tmp_path / "b"
     leaderboard.main(str(records), str(a))

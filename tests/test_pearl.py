@@ -15,7 +15,7 @@ import metabench
 from metabench.agents import pearl
 from metabench.harness import EnvFactory, StepCounter
 from metabench.protocol import Budget, Transition, build_config
-from metabench.tasks import env_class
+from metabench.tasks import env_class, metabench_ids
 
 from .helpers import RecordingLogger, budgeted_env_factory
 
@@ -129,6 +129,93 @@ def test_meta_train_is_reproducible_under_its_seed() -> None:
     c = run_trial(train_smoke(seed=4, budget=600)[0], task)[1]
     np.testing.assert_array_equal(np.array(a), np.array(b))
     assert not np.array_equal(np.array(a), np.array(c))
+
+
+def test_without_an_iteration_cap_the_budget_is_spent() -> None:
+    """``num_iterations=None`` (the ci tier) iterates until the budget cannot take another episode."""
+    budget = 2_500
+    _, counter, _ = train_smoke(budget=budget, num_iterations=None)
+    assert budget - 20 < counter.steps <= budget  # PointNav's episodes are 20 steps
+    assert build_config(pearl, "ci", env_id=ENV_ID).num_iterations is None
+    with pytest.raises(ValueError, match="until the budget ends"):
+        pearl.make_agent(smoke_config(num_iterations=None, num_tasks_sample=0))
+
+
+def test_more_exploration_episodes_than_the_familys_n_adapt_are_refused() -> None:
+    """PointNavNonStationary meta-tests with n_adapt = 1: PEARL's num_exp_traj_eval=2 would act on
+    the prior in every evaluation episode, so meta_train refuses it before stepping any env."""
+    env_id = "metabench/PointNavNonStationary-v0"
+    agent = pearl.make_agent(smoke_config(num_exp_traj_eval=2))
+    factory, counter = harness_env_factory(1_000, env_id)
+    with pytest.raises(
+        ValueError, match=r"num_exp_traj_eval=2 exceeds .*PointNavNonStationary-v0's n_adapt=1"
+    ):
+        agent.meta_train(
+            factory, metabench.tasks(env_id, "train"), Budget(1_000), seed=0, log=RecordingLogger()
+        )
+    assert counter.steps == 0
+
+
+def test_hyperparams_leave_every_family_its_exploration_episodes() -> None:
+    """Every tier's config for every registered family (agents/hyperparams/pearl.toml) explores for at
+    most the family's n_adapt episodes before inferring the posterior."""
+    for env_id in metabench_ids():
+        n_adapt = env_class(env_id).n_adapt
+        for tier in ("smoke", "ci", "standard"):
+            config = build_config(pearl, tier, env_id=env_id)
+            assert config.num_exp_traj_eval <= n_adapt, (env_id, tier, config.num_exp_traj_eval, n_adapt)
+    assert build_config(pearl, "standard", env_id="metabench/PointNav-v0").reward_scale == 100.0
+    assert build_config(pearl, "standard", env_id="metabench/HopperRandParams-v0").use_next_obs_in_context
+
+
+def _filled_trainer(env_id: str) -> pearl._Trainer:
+    """A trainer at the ci tier's sizes whose buffers hold one initial collection per train task."""
+    config = build_config(pearl, "ci", env_id=env_id)
+    agent, env = pearl.make_agent(config), gym.make(env_id)
+    gen = torch.Generator().manual_seed(0)
+    agent._build(env.observation_space, env.action_space, gen)
+    tasks = list(metabench.tasks(env_id, "train"))
+    trainer = pearl._Trainer(
+        agent,
+        env,
+        tasks,
+        Budget(10**6),
+        np.random.default_rng(0),
+        gen,
+        env.spec.max_episode_steps,
+        0,
+        RecordingLogger(),
+    )
+    for i in range(len(tasks)):
+        trainer.collect(i, env.spec.max_episode_steps, None, add_to_enc=True)
+    return trainer
+
+
+@pytest.mark.parametrize("env_id", [ENV_ID, DISCRETE_ENV_ID])
+def test_the_encoder_learns_only_from_the_critic_and_kl(env_id: str) -> None:
+    """PEARL trains the encoder with the Bellman error and the KL term; the policy and V see z
+    detached. Every gradient that reaches an encoder parameter during a gradient step arrives in the
+    critic's backward pass (before the critic's optimiser steps), none in the actor's/V's."""
+    trainer = _filled_trainer(env_id)
+    optimiser_steps: list[str] = []
+    arrivals: list[tuple[int, float]] = []
+    for name in ("critic_opt", "actor_opt"):
+        opt = getattr(trainer, name)
+        opt.step = (lambda step, n: lambda *a, **k: (optimiser_steps.append(n), step(*a, **k))[1])(
+            opt.step, name
+        )
+    for p in trainer.agent.encoder.parameters():
+        p.register_hook(lambda g: arrivals.append((len(optimiser_steps), float(g.abs().sum()))))
+    ready = np.flatnonzero(trainer.rl_buffer.size > 0)
+    for n in range(3):
+        optimiser_steps.clear()
+        arrivals.clear()
+        trainer.update(trainer.rng.choice(ready, size=trainer.c.meta_batch))
+        assert optimiser_steps == ["critic_opt", "actor_opt"]
+        n_params = len(list(trainer.agent.encoder.parameters()))
+        assert len(arrivals) == n_params, f"update {n}: {len(arrivals)} gradients for {n_params} parameters"
+        assert all(phase == 0 for phase, _ in arrivals), "the actor's or V's loss reached the encoder"
+        assert sum(size for _, size in arrivals) > 0
 
 
 def test_multi_discrete_action_space_is_refused() -> None:
@@ -276,7 +363,7 @@ def test_pearl_learns_to_adapt_on_pointnav() -> None:
     ``PEARL_NO_UPDATES=1`` runs it with ``updates=False`` (no gradient steps): it must then fail.
     """
     updates = os.environ.get("PEARL_NO_UPDATES", "0") != "1"
-    config = dataclasses.replace(build_config(pearl, "ci"), updates=updates)
+    config = dataclasses.replace(build_config(pearl, "ci", env_id=ENV_ID), updates=updates)
     budget = env_class(ENV_ID).budgets["ci"]
     agent = pearl.make_agent(config)
     t0 = time.process_time()
@@ -306,7 +393,7 @@ def test_discrete_pearl_learns_to_adapt_on_bandit() -> None:
     """
     env_id = DISCRETE_ENV_ID
     updates = os.environ.get("PEARL_NO_UPDATES", "0") != "1"
-    config = dataclasses.replace(build_config(pearl, "ci"), updates=updates)
+    config = dataclasses.replace(build_config(pearl, "ci", env_id=env_id), updates=updates)
     cls = env_class(env_id)
     budget = cls.budgets["ci"]
     agent = pearl.make_agent(config)

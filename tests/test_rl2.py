@@ -159,6 +159,55 @@ def test_discrete_actions_on_bandit():
     assert all(0 <= int(a) < 5 for a in actions) and len({int(a) for a in actions}) > 1
 
 
+@pytest.mark.parametrize("env_id", [POINT, BANDIT])
+def test_meta_test_inputs_equal_training_inputs_on_the_same_trajectory(point_agent, env_id: str):
+    """The policy reads at meta-test exactly what it read in training: the harness's trial (act,
+    observe, end_episode after each episode) and a TrialEnv trial over the same task, reset seeds and
+    actions feed the same (obs, previous action, previous reward, done) vectors, step for step."""
+    agent = point_agent[0] if env_id == POINT else train(BANDIT, budget=600, n_envs=2)[0]
+    inputs, policy_actions = [], []
+    encode, to_env = agent.encoder.encode, agent.encoder.to_env_action
+
+    def spy_encode(*args):
+        x = encode(*args)
+        inputs.append(x.copy())
+        return x
+
+    def spy_to_env(action):
+        policy_actions.append(np.asarray(action).copy())
+        return to_env(action)
+
+    agent.encoder.encode, agent.encoder.to_env_action = spy_encode, spy_to_env
+    task = metabench.tasks(env_id, "train")[3]
+    episodes, seed = 4, 11
+    try:
+        env = gym.make(env_id)
+        agent.begin_trial()
+        for episode in range(episodes):  # TrialEnv seeds only the first reset of a trial
+            obs, _ = env.reset(seed=seed if episode == 0 else None, options={"task": task})
+            done = False
+            while not done:
+                action = agent.act(obs, explore=True)
+                nxt, reward, term, trunc, info = env.step(action)
+                agent.observe(Transition(obs, action, float(reward), nxt, term, trunc, info))
+                obs, done = nxt, term or trunc
+            agent.end_episode()
+    finally:
+        agent.encoder.encode, agent.encoder.to_env_action = encode, to_env
+
+    trial = rl2.TrialEnv(gym.make(env_id), [task], episodes_per_trial=episodes)
+    trained_on = [trial.reset(seed=seed)[0]]
+    for action in policy_actions:
+        obs, _, terminated, _, _ = trial.step(action)
+        trained_on.append(obs)
+    assert terminated and len(trained_on) == len(inputs) + 1  # the last observation ends the trial
+    assert any(x[-1] == 1.0 for x in inputs[1:])  # the done flag was exercised
+    for step, (seen, trained) in enumerate(zip(inputs, trained_on, strict=False)):
+        assert np.array_equal(seen, trained), (
+            f"step {step}: meta-test input {seen} != training input {trained}"
+        )
+
+
 # ----------------------------------------------------------------------------------- learnability
 @pytest.mark.slow
 @pytest.mark.parametrize("disable_updates", [False])
