@@ -196,6 +196,32 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
     return int(leaderboard_main(args.records_dir, args.out, args.check) or 0)
 
 
+def _cmd_render(args: argparse.Namespace) -> int:
+    """One frame of an env on a task, as a PNG (docs/img holds one per family)."""
+    from metabench.docs import check_png_path, render_frame, write_png
+
+    out = check_png_path(args.out)
+    height, width = write_png(
+        render_frame(args.env_id, args.task, args.split, args.steps, args.seed, args.camera),
+        out,
+        args.size or None,
+    )
+    print(f"wrote {_shown_path(out)} ({width}x{height})")
+    return 0
+
+
+def _cmd_docs(args: argparse.Namespace) -> int:
+    """Regenerate docs/families.md and the family pictures, or check them (--check)."""
+    from metabench.docs import write_docs
+
+    problems = write_docs(args.out, pictures=not args.no_pictures, check=args.check)
+    for problem in problems:
+        print(f"metabench: error: {problem}", file=sys.stderr)
+    if not args.check:
+        print(f"wrote {_shown_path(Path(args.out) / 'families.md')}")
+    return 1 if problems else 0
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with a one-line error (and a pointer to --help) instead of usage plus error."""
 
@@ -204,12 +230,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
+    from metabench.docs import DocsError
     from metabench.harness import UsageError
     from metabench.protocol import AgentError
     from metabench.records import RecordError
     from metabench.tasks import TaskError
 
-    return (AgentError, TaskError, UsageError, RecordError)
+    return (AgentError, TaskError, UsageError, RecordError, DocsError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -264,6 +291,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", required=True, metavar="OUT_DIR", help="where tables and plots go")
     p.add_argument("--check", action="store_true", help="fail if the files in OUT_DIR would change")
     p.set_defaults(func=_cmd_leaderboard)
+
+    p = sub.add_parser(
+        "render",
+        help="one rendered frame of an env on a task, as a PNG",
+        description="Make ID, set task N of SPLIT, take STEPS seeded random actions (fewer if the episode "
+        "ends) and write the frame to OUT. MuJoCo families need an OpenGL backend (metabench/gl.py).",
+    )
+    p.add_argument("env_id", metavar="ID", help="env id, e.g. metabench/PointNav-v0")
+    p.add_argument("--task", type=int, default=0, metavar="N", help="task index in the split (default 0)")
+    p.add_argument("--split", default="test", help="train, test or test-ood (default test)")
+    p.add_argument("-o", "--out", required=True, metavar="PNG", help="where the picture goes (.png)")
+    p.add_argument("--steps", type=int, default=10, help="random actions before the frame (default 10)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the reset and the actions (default 0)")
+    p.add_argument("--size", type=int, default=0, metavar="PX", help="longest side, pixels (0: as rendered)")
+    p.add_argument("--camera", default=None, metavar="NAME", help="a camera of the model (MuJoCo families)")
+    p.set_defaults(func=_cmd_render)
+
+    p = sub.add_parser("docs", help="regenerate docs/families.md and the family pictures (make docs)")
+    p.add_argument("--out", default="docs", metavar="DIR", help="the docs folder (default docs)")
+    p.add_argument("--check", action="store_true", help="fail if families.md is stale or a picture is absent")
+    p.add_argument("--no-pictures", action="store_true", help="write families.md only")
+    p.set_defaults(func=_cmd_docs)
 
     p = sub.add_parser(
         "campaign",
