@@ -45,13 +45,11 @@ Published settings and where ours differ:
   meta-test inner step gets (``trajectories_per_task = 0``: the family's ``n_adapt``, 10 on PointNav,
   90 one-pull episodes on Bandit, 7 on TabularMDP), not the paper's 20, so that the inner step is
   meta-trained on the amount of data it meets at meta-test. ``ci`` also uses a meta-batch of 10, so
-  that several meta-iterations fit its budgets (25 on PointNav's 100,000 steps, 27 on Bandit, 35 on
-  TabularMDP).
+  that several meta-iterations fit its budgets (``docs/agents/maml.md``).
 * training takes exactly one inner step; only meta-test can take several.
-* evaluation acts with the mode of the adapted policy. On Bandit that alone is strong: the greedy arm
-  after one inner step from 90 exploratory pulls is explore-then-commit, whatever the meta-training
-  (measured: ``disable_updates=True`` scores the same there). On PointNav meta-training matters
-  (see ``tests/test_maml.py``'s learnability test).
+* evaluation acts with the mode of the adapted policy. On Bandit that alone is strong, whatever the
+  meta-training (``docs/agents/maml.md``); on PointNav meta-training matters (see
+  ``tests/test_maml.py``'s learnability test).
 
 Meta-training runs as many iterations as the budget allows (``meta_iterations`` caps it), never
 stepping past it. Randomness: the agent's own ``torch.Generator`` and ``np.random.Generator`` seeded

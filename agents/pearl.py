@@ -92,7 +92,7 @@ PEARL's sampled ``z``) and the mean action: evaluation episodes should exploit w
   the action only).
 * The standard tier keeps PEARL's network sizes and batch sizes: ~0.7M gradient steps of
   16 x 256 transitions through 300-unit networks, which wants a GPU (``device="auto"`` takes CUDA
-  when there is one); on one core of this machine a gradient step took 0.57 s (measured), ~110 h.
+  when there is one; on one CPU core a run takes days: ``docs/agents/pearl.md``).
 
 ## Randomness
 Everything is drawn from ``meta_train``'s ``seed``: a NumPy Generator (task and batch choice), a

@@ -32,14 +32,9 @@ Published settings (Meta-World / garage) and where ours differ:
   one trial by default.
 * The ``ci`` tier trades the published settings for speed of learning on budgets of 10⁴–10⁵ steps:
   an LSTM of 64 units, 8 trials per update, learning rate 3e-3, discount 0.9 and GAE λ 0.5 (shorter
-  credit assignment, lower-variance advantages). Measured on PointNav-v0 with 100,000 steps: with
-  the published discount/λ/learning rate RL² had not learnt to adapt even after 200,000 steps (seed
-  0: final return -14.6, the best a non-adaptive policy can do), with these its final return is -7.9
-  (IQM over 5 seeds × 20 test tasks, 95% CI [-8.5, -7.3]; episode 0: -11.2), which is why
-  PointNav's ci budget is 100,000 steps: on 20,000 RL² had not learnt to adapt (final -14.2, as
-  no-context), and shorter training trials on 20,000 steps were unstable across seeds (3 of the 13
-  episodes, ``episodes_per_trial=3``: finals from -10.1 to -19.1 over seeds 0-4). Bandit's ci budget
-  (50,000) is enough for a clear gain over no-context; TabularMDP's is not.
+  credit assignment, lower-variance advantages); with the published values RL² had not learnt to
+  adapt on PointNav. At the ci budgets it adapts on PointNav and Bandit, not on TabularMDP. What was
+  measured: ``docs/agents/rl2.md``.
   The ``smoke`` tier (16 units, 2 trials, 2 epochs) only checks that things run.
 
 Reproducibility: ``RecurrentPPO(seed=...)`` calls SB3's ``set_random_seed``, which seeds Python's,

@@ -106,10 +106,8 @@ class TabularMDPEnv(MetaEnv, EzPickle):
     Meta-training env steps per tier: smoke 1,000; ci 50,000 (500 trials of 100 steps); standard
     5,000,000. Ours, sized for the ci leaderboard on one core, not RL²'s: its authors' runs on these
     MDPs took 250,000 env steps per PPO iteration, for up to 1,000 iterations (rllab sandbox,
-    ``neural_learner`` random-MDP launcher). At the ci budget, PEARL (with its TabularMDP settings)
-    and MAML adapt; our RL² does not, nor at 1,000,000 steps (seed 0, ci settings: final-episode
-    mean 9.83 against random 9.98); at 5,000,000 steps it begins to (final 10.53, adaptation episodes
-    up to 11.40; 50 minutes of one core).
+    ``neural_learner`` random-MDP launcher). At the ci budget PEARL and MAML adapt and our RL² does
+    not; what RL² needs here is in ``docs/agents/rl2.md``.
 
     ## Source
     Duan et al., "RL²: Fast Reinforcement Learning via Slow Reinforcement Learning", 2016;

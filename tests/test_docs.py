@@ -52,7 +52,9 @@ def local_targets(markdown: str) -> list[str]:
     return [t.split("#")[0] for t in targets if not re.match(r"[a-z]+:|#", t)]
 
 
-@pytest.mark.parametrize("page", ["README.md", "docs/families.md", "docs/architecture.md"])
+@pytest.mark.parametrize(
+    "page", ["README.md", "docs/families.md", "docs/architecture.md", "docs/agents/README.md"]
+)
 def test_pages_point_only_at_files_in_the_repository(page: str) -> None:
     path = REPO / page
     text = path.read_text(encoding="utf-8")
