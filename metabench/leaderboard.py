@@ -56,7 +56,7 @@ import numpy as np
 
 from metabench import stats
 from metabench.records import RecordError, load_record, load_records
-from metabench.references import Reference, get_reference
+from metabench.references import Reference, SuiteReference, get_reference
 
 #: Splits in the order they are shown; the first is the leaderboard's.
 SPLITS: tuple[str, ...] = ("test", "test-ood", "train-sample")
@@ -81,6 +81,8 @@ class TaskResult:
     final: float
     success: float  # nan where the family defines no success
     returns: tuple[float, ...]  # by episode index
+    lengths: tuple[int, ...] = ()  # by episode index
+    n_adapt: int = 0  # adaptation episodes (on a transfer suite their number varies by run)
 
     @property
     def gain(self) -> float:
@@ -127,17 +129,18 @@ def run_of(path: str, record: Mapping[str, Any]) -> Run | ErrorRun:
         message = " ".join(f"{err.get('type', 'Error')}: {err.get('message', '')}".split())
         return ErrorRun(*key, message=message[:200], isolated=bool(run.get("isolated", False)))
     eps = record["episodes"]
-    grouped: dict[tuple[str, int], list[tuple[int, str, float, bool | None]]] = {}
-    for split, task, ep, phase, ret, succ in zip(
+    grouped: dict[tuple[str, int], list[tuple[int, str, float, bool | None, int]]] = {}
+    for split, task, ep, phase, ret, succ, length in zip(
         eps["split"],
         eps["task_index"],
         eps["episode"],
         eps["phase"],
         eps["return"],
         eps["success"],
+        eps["length"],
         strict=True,
     ):
-        grouped.setdefault((split, task), []).append((ep, phase, float(ret), succ))
+        grouped.setdefault((split, task), []).append((ep, phase, float(ret), succ, int(length)))
     tasks: dict[str, dict[int, TaskResult]] = {}
     for (split, task), rows in grouped.items():
         rows.sort(key=lambda r: r[0])
@@ -149,6 +152,8 @@ def run_of(path: str, record: Mapping[str, Any]) -> Run | ErrorRun:
             final=float(np.mean([r[2] for r in evals])) if evals else math.nan,
             success=float(np.mean(successes)) if successes else math.nan,
             returns=returns,
+            lengths=tuple(r[4] for r in rows),
+            n_adapt=len(rows) - len(evals),
         )
     return Run(
         *key,
@@ -200,8 +205,13 @@ class Family:
     agents: dict[tuple[str, bool], AgentRuns] = dataclasses.field(default_factory=dict)
 
     @property
-    def reference(self) -> Reference | None:
+    def reference(self) -> Reference | SuiteReference | None:
         return get_reference(self.env_id, self.tier)
+
+    @property
+    def is_suite(self) -> bool:
+        """A transfer suite (:mod:`metabench.suites`): its tasks are test envs, its reference is per env."""
+        return self.env_id.startswith("suite/")
 
     @property
     def success_rule(self) -> str:
@@ -251,9 +261,14 @@ def group_runs(items: Iterable[Run | ErrorRun]) -> list[Family]:
     return [families[k] for k in sorted(families)]
 
 
-def task_value(result: TaskResult, quantity: str, ref: Reference | None) -> float:
-    """A per-task quantity: ``score``, ``success``, ``final``, ``zero_shot`` or ``gain``."""
+def task_value(
+    result: TaskResult, quantity: str, ref: Reference | SuiteReference | None, task: int = 0
+) -> float:
+    """A per-task quantity: ``score``, ``success``, ``final``, ``zero_shot`` or ``gain`` (a suite's
+    score uses the reference of test env ``task``)."""
     if quantity == "score":
+        if isinstance(ref, SuiteReference):
+            ref = ref.for_task(task)
         return float(ref.normalise(result.final)) if ref is not None else math.nan
     return float(getattr(result, quantity))
 
@@ -263,7 +278,7 @@ def strata(runs: Sequence[Run], split: str, quantity: str, ref: Reference | None
     out: dict[int, list[float]] = {}
     for run in runs:
         for task, result in run.tasks.get(split, {}).items():
-            v = task_value(result, quantity, ref)
+            v = task_value(result, quantity, ref, task)
             if math.isfinite(v):
                 out.setdefault(task, []).append(v)
     return {k: np.asarray(out[k]) for k in sorted(out)}
@@ -281,7 +296,8 @@ def aggregate(runs: Sequence[Run], split: str, quantity: str, ref: Reference | N
 def run_primary(run: Run, quantity: str, ref: Reference | None) -> float:
     """One run's primary score: IQM (mean for success) over its test tasks."""
     values = np.asarray(
-        [task_value(t, quantity, ref) for t in run.tasks.get(PRIMARY_SPLIT, {}).values()], dtype=np.float64
+        [task_value(t, quantity, ref, k) for k, t in run.tasks.get(PRIMARY_SPLIT, {}).items()],
+        dtype=np.float64,
     )
     values = values[np.isfinite(values)]
     if values.size == 0:
@@ -294,7 +310,7 @@ def run_band(runs: Sequence[Run], quantity: str, ref: Reference | None) -> stats
     per_run = []
     for run in runs:
         v = np.asarray(
-            [task_value(t, quantity, ref) for t in run.tasks.get(PRIMARY_SPLIT, {}).values()],
+            [task_value(t, quantity, ref, k) for k, t in run.tasks.get(PRIMARY_SPLIT, {}).items()],
             dtype=np.float64,
         )
         if np.isfinite(v).any():
@@ -483,7 +499,75 @@ def exact_references(env_id: str) -> dict[str, float]:
     return dict(getattr(cls, "TEST_SPLIT_REFERENCES", {}))
 
 
+def suite_lines(fam: Family) -> list[str]:
+    """A transfer suite's explanation: its envs, references and protocol."""
+    from metabench.suites import get_suite
+
+    suite = get_suite(fam.env_id)
+    ref = fam.reference
+    lines = [
+        f"Transfer suite (metabench/suites.py): meta-train on {', '.join(suite.train)}; then, per test env, "
+        "a fresh learner trains for the adaptation steps and is evaluated. Test envs (task index): "
+        + ", ".join(f"{i} = {env}" for i, env in enumerate(suite.test))
+        + ".",
+    ]
+    if isinstance(ref, SuiteReference):
+        refs = "; ".join(
+            f"{env}: random {r.random:.4f}, from_scratch {r.oracle:.4f}"
+            for i, env in enumerate(suite.test)
+            if (r := ref.for_task(i)) is not None
+        )
+        lines.append(
+            "Primary column: IQM over runs x test envs of the normalised score (final - random) / "
+            f"(from_scratch - random), per test env ({refs}; metabench/references.py): 0 is a random "
+            "agent, 1 SB3's TD3 trained from scratch for the same steps."
+        )
+    else:
+        lines.append("Primary column: IQM of the final return over runs x test envs (no reference scores).")
+    steps = sorted(
+        {
+            sum(t.lengths[: t.n_adapt])
+            for a in fam.agents.values()
+            for r in a.runs
+            for t in r.tasks.get(PRIMARY_SPLIT, {}).values()
+        }
+    )
+    evals = sorted({r.n_eval for a in fam.agents.values() for r in a.runs})
+    lines += [
+        f"Protocol per test env: {', '.join(map(str, steps)) or '—'} adaptation steps (whole episodes, the "
+        f"last cut at the limit), then {', '.join(map(str, evals)) or '—'} evaluation episodes. Zero-shot "
+        "return: the first adaptation episode's. Curves: adaptation-episode returns against env steps.",
+        "Returns and gains: IQM over runs x test envs. 95% CIs: stratified bootstrap (runs resampled "
+        "within test envs, metabench/stats.py).",
+    ]
+    return lines
+
+
+def suite_markdown(fam: Family, rows: Sequence[Row], table: str) -> str:
+    """A transfer suite's page: what it is, its table, probabilities of improvement, learning curves."""
+    lines = [f"# {fam.env_id} — tier `{fam.tier}`", "", HEADER, "", *suite_lines(fam), "", table, ""]
+    poi = improvement_table(fam, rows)
+    if poi is not None:
+        lines += [
+            "## Probability of improvement",
+            "",
+            "On the test envs' primary values (rliable).",
+            "",
+            poi,
+            "",
+        ]
+    lines += ["## Learning curves on the test envs", "", f"![learning curves]({fam.stem}.png)", ""]
+    errors = [e for r in rows for e in r.agent.errors]
+    if errors:
+        lines += ["## Error records (not in the statistics)", ""]
+        lines += [f"- `{e.path}` ({e.agent}, seed {e.seed}): {e.message}" for e in errors]
+        lines.append("")
+    return "\n".join(lines)
+
+
 def family_markdown(fam: Family, rows: Sequence[Row], table: str) -> str:
+    if fam.is_suite:
+        return suite_markdown(fam, rows, table)
     ref = fam.reference
     lines = [f"# {fam.env_id} — tier `{fam.tier}`", "", HEADER, ""]
     if fam.primary == "success":
@@ -540,7 +624,8 @@ def family_markdown(fam: Family, rows: Sequence[Row], table: str) -> str:
 
 def overall(families: Sequence[Family], rows_of: Mapping[str, Sequence[Row]]) -> tuple[str, str]:
     """The overall Markdown table and CSV: mean over families of each agent's primary value."""
-    normalised = [f for f in families if f.primary in ("score", "success")]
+    # transfer suites are not families: their tables stand alone
+    normalised = [f for f in families if f.primary in ("score", "success") and not f.is_suite]
     tiers = sorted({f.tier for f in normalised})
     md_rows, csv_rows = [], []
     short = {f.env_id: f.short_name for f in normalised}
@@ -597,8 +682,89 @@ def overall(families: Sequence[Family], rows_of: Mapping[str, Sequence[Row]]) ->
 
 
 # ------------------------------------------------------------------------------------------- plots
+#: Points of a transfer suite's learning curve (bins of the adaptation steps).
+CURVE_BINS = 20
+
+
+def _binned_curve(result: TaskResult) -> np.ndarray:
+    """A run's learning curve on one test env: the mean return of the adaptation episodes ending in each
+    of :data:`CURVE_BINS` equal bins of its adaptation steps (an empty bin repeats the previous one)."""
+    ends = np.cumsum(result.lengths[: result.n_adapt])
+    rets = np.asarray(result.returns[: result.n_adapt], dtype=np.float64)
+    edges = np.linspace(0, ends[-1], CURVE_BINS + 1)
+    out = np.full(CURVE_BINS, np.nan)
+    for b in range(CURVE_BINS):
+        inside = (ends > edges[b]) & (ends <= edges[b + 1])
+        out[b] = rets[inside].mean() if inside.any() else (out[b - 1] if b else np.nan)
+    return out
+
+
+def suite_curves_png(fam: Family, rows: Sequence[Row]) -> bytes:
+    """Learning curves on a transfer suite's test envs, one panel each: the adaptation episodes' return
+    against env steps of learning (IQM over runs, 95% CI band), and the evaluation return (a star)."""
+    import matplotlib as mpl
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from metabench.suites import get_suite
+
+    names = get_suite(fam.env_id).test
+    labelled = sorted((r for r in rows if r.agent.runs), key=lambda r: r.agent.label)
+    tasks = sorted({k for r in labelled for run in r.agent.runs for k in run.tasks.get(PRIMARY_SPLIT, {})})
+    tasks = tasks or [0]
+    with mpl.rc_context():
+        mpl.rcdefaults()
+        fig = Figure(figsize=(4.5 * len(tasks), 3.4), dpi=100)
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(1, len(tasks), squeeze=False)[0]
+        colours = mpl.colormaps["tab10"].colors
+        for ax, task in zip(axes, tasks, strict=True):
+            for i, r in enumerate(labelled):
+                results = [
+                    run.tasks[PRIMARY_SPLIT][task]
+                    for run in r.agent.runs
+                    if task in run.tasks.get(PRIMARY_SPLIT, {})
+                ]
+                results = [t for t in results if t.n_adapt]
+                if not results:
+                    continue
+                curves = np.stack([_binned_curve(t) for t in results])
+                steps = float(np.mean([sum(t.lengths[: t.n_adapt]) for t in results]))
+                x = np.linspace(0, steps, CURVE_BINS + 1)[1:]
+                ests = [
+                    stats.stratified_bootstrap([c[np.isfinite(c)]])
+                    if np.isfinite(c).any()
+                    else stats.Estimate(math.nan, math.nan, math.nan)
+                    for c in curves.T
+                ]
+                colour = colours[i % len(colours)]
+                ax.plot(x, [e.value for e in ests], "-", color=colour, marker="o", ms=2, label=r.agent.label)
+                if all(e.has_interval for e in ests):
+                    ax.fill_between(
+                        x, [e.lo for e in ests], [e.hi for e in ests], color=colour, alpha=0.2, lw=0
+                    )
+                final = stats.stratified_bootstrap([np.asarray([t.final for t in results])])
+                ax.plot([steps * 1.03], [final.value], "*", color=colour, ms=9)
+            if not ax.lines:
+                ax.text(0.5, 0.5, "no episodes recorded", ha="center", va="center", transform=ax.transAxes)
+            ax.set_title(names[task] if task < len(names) else f"test env {task}", fontsize=10)
+            ax.set_xlabel("env steps of learning (star: evaluation)")
+            ax.grid(alpha=0.3)
+        axes[0].set_ylabel("episode return (IQM over runs)")
+        handles, labels = axes[0].get_legend_handles_labels()
+        if handles:
+            axes[-1].legend(handles, labels, fontsize=8, loc="best")
+        fig.suptitle(f"{fam.env_id} ({fam.tier})", fontsize=11)
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", metadata={"Software": None})
+    return buf.getvalue()
+
+
 def curves_png(fam: Family, rows: Sequence[Row]) -> bytes:
     """Adaptation curves: IQM return by episode index, 95% CI band, one panel per split."""
+    if fam.is_suite:
+        return suite_curves_png(fam, rows)
     import matplotlib as mpl
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure

@@ -16,6 +16,12 @@ RECORDS_DIR`` after::
 Change them only by measuring again (and say when, as below). A family and tier without an entry has
 no normalised score: its table shows returns only and the overall table leaves it out.
 
+Transfer suites (:mod:`metabench.suites`) are normalised per test env: 0 is the random agent and 1 the
+from-scratch reference learner (``agents/from_scratch.py``, SB3's TD3) given the same ``adapt_steps``
+on that env, so a learned objective above 1 trained a fresh agent better than TD3's hand-designed one.
+:data:`SUITE_REFERENCES` holds them (the mean over seeds 0-4 of the final return, printed by the same
+command), keyed by the test env's index in the suite's test split.
+
 Families whose optimum is computable from the true task use exact values instead, the same at every
 tier: Bandit-v0 (random = mean arm, oracle = best arm) and TabularMDP-v0 (random policy evaluated
 exactly, oracle = finite-horizon value iteration), from the env classes' ``TEST_SPLIT_REFERENCES``. A
@@ -37,6 +43,8 @@ import numpy as np
 #: The agents (file stems) whose returns define 0 and 1.
 RANDOM_AGENT = "random_agent"
 ORACLE_AGENT = "explicit_context"
+#: On transfer suites, the reference learner that defines 1.
+FROM_SCRATCH_AGENT = "from_scratch"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,6 +102,20 @@ REFERENCES: Mapping[str, Mapping[str, Reference]] = MappingProxyType(
 )
 
 
+@dataclasses.dataclass(frozen=True)
+class SuiteReference:
+    """A transfer suite's references at one tier: one :class:`Reference` per test env (its index in the
+    suite's test split), ``oracle`` being the from-scratch learner."""
+
+    per_task: Mapping[int, Reference]
+
+    def for_task(self, index: int) -> Reference | None:
+        return self.per_task.get(int(index))
+
+
+SUITE_REFERENCES: Mapping[str, Mapping[str, SuiteReference]] = MappingProxyType({})
+
+
 def _exact(entry_point: str, what: str) -> Mapping[str, Reference]:
     """The same exact reference at every tier, from an env class's ``TEST_SPLIT_REFERENCES``."""
     from gymnasium.envs.registration import load_env_creator
@@ -111,8 +133,10 @@ EXACT: Mapping[str, str] = MappingProxyType(
 )
 
 
-def get_reference(env_id: str, tier: str) -> Reference | None:
-    """The reference of ``env_id`` at ``tier``, or ``None`` where none was measured."""
+def get_reference(env_id: str, tier: str) -> Reference | SuiteReference | None:
+    """The reference of ``env_id`` (or transfer suite) at ``tier``, or ``None`` where none was measured."""
+    if env_id.startswith("suite/"):
+        return SUITE_REFERENCES.get(env_id, {}).get(tier)
     if env_id in EXACT:
         return _exact(EXACT[env_id], "the env class's TEST_SPLIT_REFERENCES").get(tier)
     return REFERENCES.get(env_id, {}).get(tier)
@@ -128,6 +152,8 @@ def measure(records_dir: str | Path) -> dict[tuple[str, str], dict[str, float]]:
         run = record["run"]
         if record["status"] != "ok" or run["agent"] not in (RANDOM_AGENT, ORACLE_AGENT):
             continue
+        if run["env_id"].startswith("suite/"):
+            continue  # measure_suites
         eps = record["episodes"]
         finals: dict[int, list[float]] = {}
         for split, task, phase, ret in zip(
@@ -140,6 +166,29 @@ def measure(records_dir: str | Path) -> dict[tuple[str, str], dict[str, float]]:
     return {key: {agent: float(np.mean(v)) for agent, v in d.items()} for key, d in sorted(sums.items())}
 
 
+def measure_suites(records_dir: str | Path) -> dict[tuple[str, str, int], dict[str, float]]:
+    """From a records directory, per (suite, tier, test env index) the mean final return of the random
+    and from-scratch agents: the numbers to write into :data:`SUITE_REFERENCES`."""
+    from metabench.records import load_records
+
+    sums: dict[tuple[str, str, int], dict[str, list[float]]] = {}
+    for _, record in load_records(records_dir):
+        run = record["run"]
+        if record["status"] != "ok" or not run["env_id"].startswith("suite/"):
+            continue
+        if run["agent"] not in (RANDOM_AGENT, FROM_SCRATCH_AGENT):
+            continue
+        eps = record["episodes"]
+        finals: dict[int, list[float]] = {}
+        for task, phase, ret in zip(eps["task_index"], eps["phase"], eps["return"], strict=True):
+            if phase == "eval":
+                finals.setdefault(task, []).append(ret)
+        for task, values in finals.items():
+            key = (run["env_id"], run["tier"], task)
+            sums.setdefault(key, {}).setdefault(run["agent"], []).append(float(np.mean(values)))
+    return {key: {agent: float(np.mean(v)) for agent, v in d.items()} for key, d in sorted(sums.items())}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 1:
@@ -147,6 +196,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     for (env_id, tier), values in measure(args[0]).items():
         print(f"{env_id} {tier}: " + ", ".join(f"{a}={v:.4f}" for a, v in sorted(values.items())))
+    for (suite, tier, task), values in measure_suites(args[0]).items():
+        print(
+            f"{suite} {tier} test env {task}: " + ", ".join(f"{a}={v:.4f}" for a, v in sorted(values.items()))
+        )
     return 0
 
 

@@ -121,3 +121,28 @@ def test_from_scratch_learns_nothing_in_meta_training(tmp_path: Path) -> None:
     record = load_record(tmp_path / "suite__PendulumReacher-v0" / "from_scratch" / "seed0.json")
     assert record["status"] == "ok" and record["provenance"]["env_steps_used"] == 0
     assert record["run"]["config"]["learning_starts"] == 50
+
+
+def test_leaderboard_tables_a_suite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from metabench import leaderboard, references
+    from metabench.records import write_record_atomic
+
+    agent = str(AGENTS / "random_agent.py")
+    for seed in (0, 1):
+        (unit,) = prepare_suite_units(agent, [CI_SUITE], "smoke", [seed], tmp_path / "records")
+        write_record_atomic(unit.path, run(unit))
+    files = leaderboard.render_dir(tmp_path / "records")
+    stem = "suite__PendulumReacher-v0__smoke"
+    page = files[f"{stem}.md"].decode()
+    assert "InvertedPendulum-v5" in page and "300 adaptation steps" in page
+    assert files[f"{stem}.png"].startswith(b"\x89PNG")
+    assert "(no family has reference scores" in files["README.md"].decode()  # suites stay out of overall
+    # with references, a suite's score is normalised per test env
+    finals = [r.tasks["test"][0].final for r in leaderboard.read_records(tmp_path / "records")]
+    ref = references.SuiteReference({0: references.Reference(random=0.0, oracle=100.0)})
+    monkeypatch.setattr(references, "SUITE_REFERENCES", {CI_SUITE: {"smoke": ref}})
+    (fam,) = leaderboard.group_runs(leaderboard.read_records(tmp_path / "records"))
+    assert fam.primary == "score"
+    (row,) = leaderboard.family_rows(fam)
+    assert row.score.value == pytest.approx(np.mean(finals) / 100.0)
+    assert "from_scratch 100.0000" in leaderboard.render_dir(tmp_path / "records")[f"{stem}.md"].decode()
