@@ -9,7 +9,7 @@ A record is a plain JSON object (schema ``"metabench.record/1"``)::
      "provenance": {"metabench_version", "git_commit", "git_dirty", "packages", "python", "host",
                     "agent_sha256", "agent_imports_sha256" (optional), "split_hashes", "env_kwargs",
                     "budget": {"env_steps", "wall_clock_s"}, "env_steps_used", "wall_time_s", "started"},
-     "protocol": {"n_adapt", "n_eval", "success_rule", "train_sample"},
+     "protocol": {"n_adapt", "n_eval", "success_rule", "train_sample", "adapt_steps" (suites only)},
      "meta_train_curve": {"env_steps": [int, ...], <scalar>: [float | null, ...], ...},
      "episodes": {"split", "task_index", "episode", "phase", "return", "success", "length"},
      "error": null | {"type", "message", "traceback"}
