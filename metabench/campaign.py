@@ -70,9 +70,24 @@ class Plan:
         return self.path.parent
 
 
+def _budget(env_id: str, tier: str) -> int:
+    """The meta-training budget at ``tier`` of a family, or of a transfer suite (``suite/...``)."""
+    if env_id.startswith("suite/"):
+        from metabench.suite_harness import tier_value
+        from metabench.suites import get_suite
+
+        suite = get_suite(env_id)
+        return tier_value(suite, suite.budgets, tier)
+    from metabench.harness import tier_budget
+
+    return tier_budget(env_id, tier)
+
+
 def load_plan(path: str | Path) -> Plan:
-    """Read and check a plan file (one-line :class:`UsageError` on anything wrong)."""
-    from metabench.harness import check_tier, tier_budget
+    """Read and check a plan file (one-line :class:`UsageError` on anything wrong). ``envs`` may name
+    transfer suites (``suite/...``, run with ``--suite``)."""
+    from metabench.harness import check_tier
+    from metabench.suites import get_suite
     from metabench.tasks import TaskError, env_class
 
     path = Path(path)
@@ -97,10 +112,10 @@ def load_plan(path: str | Path) -> Plan:
                 raise UsageError(f"campaign plan {path}: group {name!r} names {agent}, which is not a file")
         for env_id in group["envs"]:
             try:
-                env_class(env_id)
+                get_suite(env_id) if env_id.startswith("suite/") else env_class(env_id)
             except TaskError as exc:
                 raise UsageError(f"campaign plan {path}: group {name!r}: {exc}") from exc
-            tier_budget(env_id, tier)
+            _budget(env_id, tier)
         for seed in parse_seeds(str(group["seeds"])):
             for env_id in group["envs"]:
                 for agent in group["agents"]:
@@ -120,7 +135,7 @@ def unit_record(plan: Plan, unit: CampaignUnit) -> Path:
 def unit_state(plan: Plan, unit: CampaignUnit) -> str:
     """``"done"`` (an ok record made by the current code at this tier and budget), ``"stale"`` (an ok
     record made by other code, config, tier or budget), ``"error"`` or ``"missing"``."""
-    from metabench.harness import agent_imports_sha256, file_sha256, tier_budget
+    from metabench.harness import agent_imports_sha256, file_sha256
     from metabench.protocol import build_config, config_to_dict, load_agent_module
 
     path = unit_record(plan, unit)
@@ -139,7 +154,7 @@ def unit_state(plan: Plan, unit: CampaignUnit) -> str:
 
     current = (
         run["tier"] == plan.tier
-        and prov["budget"]["env_steps"] == tier_budget(unit.env_id, plan.tier)
+        and prov["budget"]["env_steps"] == _budget(unit.env_id, plan.tier)
         and prov["agent_sha256"] == file_sha256(unit.agent)
         and prov.get("agent_imports_sha256") == agent_imports_sha256(unit.agent)
         and run["config"] == _jsonable(config)
@@ -178,7 +193,8 @@ class Runner:
 
     def command(self, unit: CampaignUnit) -> list[str]:
         return [
-            sys.executable, "-m", "metabench.cli", "evaluate", unit.agent, "--env", unit.env_id,
+            sys.executable, "-m", "metabench.cli", "evaluate", unit.agent,
+            "--suite" if unit.env_id.startswith("suite/") else "--env", unit.env_id,
             "--tier", self.plan.tier, "--seeds", str(unit.seed), "--out", str(self.plan.records),
             "--quiet", "--force",
         ]  # fmt: skip
