@@ -88,13 +88,14 @@ leaderboard: $(STAMP)
 # CI: the committed tables are exactly what the committed records give, every record was made by the
 # agent code now committed (its file and the modules it imports: `provenance`), and a fresh run of one
 # seed of each agent scores inside the committed runs' single-run 95% band (metabench/leaderboard.py: verify).
+# The reruns are isolated (--isolate: every env in its own process, docs/trust.md).
 leaderboard-check: $(STAMP)
 	$(VENV)/bin/metabench leaderboard $(LEADERBOARD_DIR)/records -o $(LEADERBOARD_DIR) --check
 	$(PY) -m metabench.leaderboard provenance $(LEADERBOARD_DIR)/records
 	tmp="$(LEADERBOARD_RERUN_DIR)"; if [ -z "$$tmp" ]; then tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; fi; \
 	for agent in $(LEADERBOARD_AGENTS); do \
 	  $(VENV)/bin/metabench evaluate $$agent $(addprefix --env ,$(LEADERBOARD_CHECK_ENVS)) --tier ci \
-	    --seeds $(LEADERBOARD_CHECK_SEED) --out "$$tmp" --quiet --force; \
+	    --seeds $(LEADERBOARD_CHECK_SEED) --out "$$tmp" --quiet --force --isolate; \
 	done; \
 	$(PY) -m metabench.leaderboard verify $(LEADERBOARD_DIR)/records "$$tmp"
 

@@ -8,12 +8,16 @@ What a run does, in order:
 
 1. **Meta-training.** ``agent.meta_train(make_env, tasks, budget, seed=seed, log=log)`` with the train
    split's tasks. ``make_env()`` returns ``gym.make(env_id)`` (wrapped in
-   :class:`~metabench.wrappers.ExplicitContext` for oracles) inside a step counter shared by every env
-   the agent makes. The budget is the family's (``env_class(env_id).budgets[tier]``), the same for every
-   agent. Stepping past it, or past the wall-clock budget where one is set, raises
-   :class:`~metabench.protocol.BudgetExceeded` and fails the run; so does swallowing that exception and
-   carrying on. These envs only take train tasks, refuse to be pickled (step them in the agent's own
-   process: ``DummyVecEnv``, not ``SubprocVecEnv``), and refuse to step once ``meta_train`` returned.
+   :class:`~metabench.wrappers.ExplicitContext` for oracles) whose base env :func:`own_env` makes count
+   every step on the :class:`StepCounter` shared by every env the agent makes, also the steps taken
+   through ``env.unwrapped``; the record's ``env_steps_used`` is that count. The budget is the family's
+   (``env_class(env_id).budgets[tier]``), the same for every agent. Stepping past it, or past the
+   wall-clock budget where one is set, raises :class:`~metabench.protocol.BudgetExceeded` and fails the
+   run; so does swallowing that exception and carrying on. These envs take only members of the frozen
+   train split, by family and parameters, not by the ``split`` label (:func:`check_train_task`; also
+   through ``unwrapped.set_task``; a refused task fails the run even if caught), refuse to be pickled
+   (step them in the agent's own process: ``DummyVecEnv``, not ``SubprocVecEnv``), and refuse to step
+   once ``meta_train`` returned.
 2. **Meta-testing.** For every split other than ``train`` (``test``, and ``test-ood`` where the family
    has one), every task; then a fixed sample of :data:`TRAIN_SAMPLE` train tasks (drawn once with
    ``np.random.default_rng(TRAIN_SAMPLE_SEED)``, the same for every agent and seed), recorded as split
@@ -26,10 +30,18 @@ What a run does, in order:
 3. **Recording.** Per episode: return, length and success (``info["success"]`` at the last step for
    ``success_rule="final"``, at any step for ``"any"``; null where the env never reports it).
 
-Task information is hidden from agents that are not oracles (``metabench.protocol.is_oracle``): keys of
-``info`` starting with ``task_`` are removed from what they see (``Transition.info`` at meta-test, the
-infos of their meta-training envs), and their envs are never wrapped in ``ExplicitContext``. Oracles see
-every info key and get ``ExplicitContext`` observations in meta-training and meta-testing alike.
+Task information is hidden from agents that are not oracles (``metabench.protocol.is_oracle``): they see
+only the ``info`` keys their family declares public (``MetaEnv.public_info_keys``: ``success``, reward
+terms that follow from the reward and the action; never ``task_*``), in ``Transition.info`` at
+meta-test and in the infos of their meta-training envs (also through ``env.unwrapped``), and their envs
+are never wrapped in ``ExplicitContext``. Oracles see every info key and get ``ExplicitContext``
+observations in meta-training and meta-testing alike.
+
+Trust (``docs/trust.md``): in-process, these rules guard against accidents; an agent that searches its
+process (``gc``, stack frames) or replays the public meta-test order can still reach the meta-test task.
+``Unit.isolate`` (``metabench evaluate --isolate``, :mod:`metabench.isolation`) runs every env of the run
+in a separate process, where the counting, the train-only rule and the info filter are enforced and the
+meta-test tasks are set in a secret order; the agent's process holds proxies only.
 
 Every action the agent returns at meta-test is checked: one that is not finite or lies outside the
 action space (beyond a float32 rounding tolerance of 1e-6 relative) fails the run with an

@@ -48,7 +48,6 @@ from gymnasium import spaces
 
 from metabench.harness import (
     ActionCheck,
-    BudgetedEnv,
     InvalidAction,
     RunError,
     StepCounter,
@@ -221,6 +220,7 @@ class _Slot:
         self.obs = _Codec(env.observation_space)
         self.act = _Codec(env.action_space)
         self.keys: tuple[tuple[str, str | None], ...] = ()  # the info keys and kinds sent last
+        self.last: tuple[tuple[str, ...], tuple[type, ...]] = ((), ())  # ... and their Python types
         space = env.action_space
         self.bounds = (space.low, space.high) if isinstance(space, spaces.Box) else None
 
@@ -231,11 +231,15 @@ class _Slot:
 
     def pack_info(self, info: Mapping[str, Any]) -> tuple[int, bytes]:
         """``info`` as float64s (their keys and kinds sent only when they change), or as JSON."""
+        names, types = tuple(info), tuple(map(type, info.values()))
+        if (names, types) == self.last:  # the usual case: the same keys with values of the same types
+            return 0, struct.pack(f"<{len(names)}d", *info.values())
         keys = tuple((k, _kind(v)) for k, v in info.items())
         if any(kind is None for _, kind in keys):
             data = _dumps(info)
             return _JSON_INFO, _LEN.pack(len(data)) + data
         values = struct.pack(f"<{len(keys)}d", *info.values())
+        self.last = (names, types)
         if keys == self.keys:
             return 0, values
         self.keys = keys
@@ -377,8 +381,9 @@ class _Server:
             if self.counter is None or self.counter.closed:
                 raise RunError("meta-training envs are made only while meta_train runs")
             env = gym.make(self.env_id)
+            # The base env counts, checks tasks and hides info itself: no BudgetedEnv layer needed.
             own_env(env, self.counter, self.members, self.env_id, self.oracle)
-            slot = _Slot(BudgetedEnv(self._wrap(env), self.counter, self.oracle, self.members))
+            slot = _Slot(self._wrap(env))
             return self._reply({"handle": self._add(slot), **slot.spaces()})
         if op == _CLOSE:
             slot = self.slots.pop(handle, None)

@@ -11,6 +11,9 @@ Ray's start-up costs seconds (measured here: 4 s on an idle 2-core machine, 10-1
 one), so Ray pays off only when units take longer than that. Progress bars are off on Ray workers
 (they would interleave); the driver prints each record's path as its unit finishes.
 
+A unit travels whole, with its ``isolate`` flag (``--isolate``): an isolated unit starts its env
+process on the worker that runs it (:mod:`metabench.isolation`), so isolation holds on a cluster too.
+
 Each unit runs :func:`metabench.harness.run_unit` on a worker, which writes the unit's record itself
 (so the output directory should be on a filesystem the workers share; paths are made absolute before
 they are sent). The worker also returns the record, and the driver writes it where the worker's copy
