@@ -49,6 +49,10 @@ def _cmd_list(args: argparse.Namespace) -> int:
     if suite_rows:
         print("\nTransfer suites (metabench/suites.py):\n")
         print(pd.DataFrame(suite_rows).to_markdown(index=False))
+    if not rows and not suite_rows:
+        from metabench.harness import UsageError
+
+        raise UsageError(f"no env id or suite contains {args.filter!r}; `metabench list` shows them all")
     return 0
 
 
@@ -86,15 +90,19 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from metabench.harness import (
         UsageError,
         check_tier,
+        check_unit_count,
         existing_ok,
+        identity_clash,
         parse_seeds,
         prepare_units,
         run_units,
         stale_note,
     )
     from metabench.protocol import load_toml, parse_overrides
+    from metabench.records import check_writable_dir, rerun_error_path
 
     seeds = parse_seeds(args.seeds)
+    check_unit_count(len(seeds), len(set(args.env or ())) + len(set(getattr(args, "suite", None) or ())))
     check_tier(args.tier)
     if args.workers < 1:
         raise UsageError(f"--workers must be at least 1, got {args.workers}")
@@ -122,37 +130,68 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         from metabench.suite_harness import prepare_suite_units
 
         units += prepare_suite_units(args.agent, args.suite, args.tier, seeds, out, **common)
+    # A record of another tier or budget at a unit's path is another result, not this one's: refuse
+    # before any work rather than skip it (wrong numbers) or replace it (a result lost).
+    clashes = [] if args.force else [c for c in map(identity_clash, units) if c]
+    if clashes:
+        more = f" (and {len(clashes) - 1} more)" if len(clashes) > 1 else ""
+        raise UsageError(
+            f"{clashes[0]}{more}: give another --out (the default is results/<tier>) or --force to replace it"
+        )
     todo = []
     for unit in units:
-        if not args.force and existing_ok(unit.path):
+        if not args.force and existing_ok(unit.path, unit):
             note = stale_note(unit)
+            failed_rerun = rerun_error_path(unit.path)
+            if failed_rerun.is_file():
+                note += f" (a failed rerun's error record is beside it: {_shown_path(failed_rerun)})"
             print(f"skip {unit.describe()}: {_shown_path(unit.path)} exists{note} (--force reruns it)")
         else:
             todo.append(unit)
+    for folder in dict.fromkeys(u.path.parent for u in todo):  # before the run, not after it
+        check_writable_dir(folder, "--out")
+
+    written: list[Any] = []
 
     def report(result: Any) -> None:
+        if result.path:
+            written.append(result)
         if result.status == "ok":
             print(f"wrote {_shown_path(result.path)}", flush=True)
+            return
+        if not result.path:
+            where = "no record written"
+        elif Path(result.path) == rerun_error_path(result.unit.path):
+            where = f"error record: {_shown_path(result.path)}, beside the ok record it did not replace"
         else:
-            print(
-                f"metabench: error: {result.unit.describe()} failed: {result.message} "
-                f"(error record: {_shown_path(result.path)})",
-                file=sys.stderr,
-                flush=True,
-            )
-
-    if parallel and todo:
-        from metabench.parallel import run_units_ray
-
-        results = run_units_ray(
-            todo, workers=args.workers, address=args.ray_address, quiet=args.quiet, on_result=report
-        )
-    else:
-        results = run_units(todo, on_result=report)
-    failed = sum(r.status != "ok" for r in results)
-    if not args.quiet or failed:
+            where = f"error record: {_shown_path(result.path)}"
         print(
-            f"{len(results) - failed} record(s) written, {len(units) - len(todo)} skipped, {failed} failed",
+            f"metabench: error: {result.unit.describe()} failed: {result.message} ({where})",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    try:
+        if parallel and todo:
+            from metabench.parallel import run_units_ray
+
+            results = run_units_ray(
+                todo, workers=args.workers, address=args.ray_address, quiet=args.quiet, on_result=report
+            )
+        else:
+            results = run_units(todo, on_result=report)
+    except KeyboardInterrupt:
+        sys.stdout.flush()
+        print(f"metabench: interrupted: {len(written)} record(s) written, rerun to resume", file=sys.stderr)
+        return 130
+    failed = sum(r.status != "ok" for r in results)
+    n_errors = sum(r.status != "ok" for r in written)
+    if not args.quiet or failed:
+        unwritten = len(results) - len(written)
+        print(
+            f"{len(written)} record(s) written ({len(written) - n_errors} ok, {n_errors} error), "
+            f"{len(units) - len(todo)} skipped"
+            + (f", {unwritten} failed without a record" if unwritten else ""),
             file=sys.stderr if failed else sys.stdout,
         )
     return 1 if failed else 0
@@ -160,13 +199,27 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _cmd_show(args: argparse.Namespace) -> int:
     """Print one record's summary, or a one-line-per-record table of a records directory."""
-    from metabench.records import load_record, load_records, summary_table, summary_text
+    from metabench.records import (
+        is_rerun_error,
+        load_record,
+        load_records,
+        rerun_error_path,
+        summary_table,
+        summary_text,
+    )
 
     path = Path(args.record)
     if path.is_dir():
         print(summary_table([(_shown_path(p), r) for p, r in load_records(path)]))
-    else:
-        print(summary_text(load_record(path), _shown_path(path)))
+        return 0
+    text = summary_text(load_record(path), _shown_path(path))
+    beside = rerun_error_path(path)
+    if is_rerun_error(path):
+        ok = path.with_name(path.name.replace(".error.json", ".json"))
+        text += f"\n\nnote       a failed rerun; the ok record {_shown_path(ok)} was kept, not replaced"
+    elif beside.is_file():
+        text += f"\n\nnote       a rerun of this unit failed; its error record is {_shown_path(beside)}"
+    print(text)
     return 0
 
 
@@ -240,7 +293,10 @@ def _user_errors() -> tuple[type[Exception], ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="metabench", description=__doc__)
+    import metabench
+
+    parser = _Parser(prog="metabench", description="The metabench command line.")
+    parser.add_argument("--version", action="version", version=f"metabench {metabench.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("list", help="ids, splits, split sizes and split hashes; transfer suites")
@@ -252,7 +308,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="meta-train and meta-test an agent file; one JSON record per (env id, seed)",
         description="Meta-train AGENT on each env id's train split within the tier's budget, meta-test it "
         "on every test split and a fixed sample of train tasks, and write one record per (env id, seed) "
-        "to OUT/<env id>/<agent>/seed<N>.json. A unit whose ok record exists is skipped unless --force.",
+        "to OUT/<env id>/<agent>/seed<N>.json. A unit whose ok record exists is skipped unless --force; "
+        "an ok record there of another tier or budget stops the command before any run (give another "
+        "--out, or --force to replace it). A failed --force rerun never replaces an ok record: its error "
+        "record goes beside it, seed<N>.error.json. At most 1000 units a command; Ctrl-C stops it, and a "
+        "rerun resumes it.",
     )
     p.add_argument("agent", help="agent file (agents/rl2.py, ~/my_agent.py) or module name")
     p.add_argument("--env", action="append", default=[], metavar="ID", help="env id; repeat for several")
@@ -293,6 +353,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_leaderboard)
 
     p = sub.add_parser(
+        "campaign",
+        help="run the missing units of a leaderboard's plan, a few at a time, resumably",
+        description="Run every unit of PLAN (e.g. leaderboards/ci/campaign.toml) without an ok record made "
+        "by the current code, JOBS at a time; stop it at any point and rerun to resume.",
+    )
+    p.add_argument("plan", help="campaign plan TOML (leaderboards/ci/campaign.toml)")
+    p.add_argument("--jobs", type=int, default=2, help="units at once, each in its own process (default 2)")
+    p.add_argument("--commit", action="store_true", help="commit each record with the re-rendered tables")
+    p.add_argument("--dry-run", action="store_true", help="list the units to run and estimate core-hours")
+    p.add_argument("--background", action="store_true", help="detach; log and pid file beside the plan")
+    p.add_argument("--stop", action="store_true", help="stop a campaign started with --background")
+    p.add_argument(
+        "--only", action="append", default=[], metavar="NAME", help="only this agent (file stem) or env id"
+    )
+    p.set_defaults(func=_cmd_campaign)
+
+    p = sub.add_parser(
         "render",
         help="one rendered frame of an env on a task, as a PNG",
         description="Make ID, set task N of SPLIT, take STEPS seeded random actions (fewer if the episode "
@@ -313,23 +390,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="fail if families.md is stale or a picture is absent")
     p.add_argument("--no-pictures", action="store_true", help="write families.md only")
     p.set_defaults(func=_cmd_docs)
-
-    p = sub.add_parser(
-        "campaign",
-        help="run the missing units of a leaderboard's plan, a few at a time, resumably",
-        description="Run every unit of PLAN (e.g. leaderboards/ci/campaign.toml) without an ok record made "
-        "by the current code, JOBS at a time; stop it at any point and rerun to resume.",
-    )
-    p.add_argument("plan", help="campaign plan TOML (leaderboards/ci/campaign.toml)")
-    p.add_argument("--jobs", type=int, default=2, help="units at once, each in its own process (default 2)")
-    p.add_argument("--commit", action="store_true", help="commit each record with the re-rendered tables")
-    p.add_argument("--dry-run", action="store_true", help="list the units to run and estimate core-hours")
-    p.add_argument("--background", action="store_true", help="detach; log and pid file beside the plan")
-    p.add_argument("--stop", action="store_true", help="stop a campaign started with --background")
-    p.add_argument(
-        "--only", action="append", default=[], metavar="NAME", help="only this agent (file stem) or env id"
-    )
-    p.set_defaults(func=_cmd_campaign)
     return parser
 
 
@@ -341,6 +401,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _user_errors() as exc:
         print(f"metabench: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # evaluate says how many records it wrote; elsewhere nothing was
+        print("metabench: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -99,7 +99,11 @@ class MetaEnv(gym.Env):
             self._switch(self._fixed_task)
 
     def _task_info(self, changed: bool = False) -> dict[str, Any]:
-        assert self._task is not None
+        if self._task is None:  # never reset, or the first reset failed (e.g. on a bad task)
+            raise gym.error.ResetNeeded(
+                f"{self.env_id} has no task yet: call reset() successfully before step() "
+                "(a reset that raised sets none)"
+            )
         return {"task_index": self._task.index, "task_changed": changed}
 
     # ------------------------------------------------------------------------------------ pickling

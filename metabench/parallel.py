@@ -9,7 +9,9 @@ the environment). Ray is imported only here, so ``--workers 1`` runs without it.
 
 Ray's start-up costs seconds (measured here: 4 s on an idle 2-core machine, 10-15 s on a loaded
 one), so Ray pays off only when units take longer than that. Progress bars are off on Ray workers
-(they would interleave); the driver prints each record's path as its unit finishes.
+(they would interleave); the driver prints each record's path as its unit finishes, on stdout, and a
+worker's own output (an agent's prints, library warnings) goes to stderr, so that stdout holds only
+those lines.
 
 A unit travels whole, with its ``isolate`` flag (``--isolate``): an isolated unit starts its env
 process on the worker that runs it (:mod:`metabench.isolation`), so isolation holds on a cluster too.
@@ -24,17 +26,41 @@ ends as an error record and never stops the others: the driver waits for every u
 from __future__ import annotations
 
 import logging
+import os
 import socket
+import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from metabench.harness import Unit, UnitResult, UsageError, error_record, result_of, run_unit
-from metabench.records import dumps, write_record_atomic
+from metabench.harness import (
+    Unit,
+    UnitResult,
+    UsageError,
+    error_record,
+    result_of,
+    run_unit,
+    write_unit_record,
+)
+from metabench.records import dumps
+
+
+def _stdout_to_stderr() -> None:
+    """Send this process's stdout (Python's and C's: file descriptor 1) to its stderr.
+
+    Ray shows a worker's stdout on the driver's stdout, where it would be mixed into the ``wrote ...``
+    lines a script reads; whatever an agent or a library prints on a worker belongs with the logs.
+    """
+    try:
+        sys.stdout.flush()
+        os.dup2(sys.stderr.fileno(), 1)
+    except (OSError, ValueError, AttributeError):  # no real file descriptors: nothing to redirect
+        pass
 
 
 def _remote_unit(unit: Unit) -> UnitResult:
-    """What a Ray worker runs: the unit, its record written and returned."""
+    """What a Ray worker runs: the unit, its record written and returned (stdout goes to stderr)."""
+    _stdout_to_stderr()
     return run_unit(unit, return_record=True)
 
 
@@ -107,10 +133,12 @@ def _collect(ray: object, ref: object, unit: Unit) -> UnitResult:
         result: UnitResult = ray.get(ref)  # type: ignore[attr-defined]
     except Exception as exc:  # the worker died, or the task could not be run at all
         record = error_record(unit, exc, traceback.format_exc())
-        write_record_atomic(unit.path, record)
-        return result_of(unit, record)
+        path, record = write_unit_record(unit, record)
+        return result_of(unit, record, path=path)
     path = Path(result.path)
     if result.record is not None and (not path.is_file() or path.read_text() != dumps(result.record)):
-        write_record_atomic(path, result.record)  # the worker's filesystem is not ours
+        # the worker's filesystem is not ours: write it here, by the same rules
+        written, _ = write_unit_record(unit, result.record)
+        result.path = str(written)
     result.record = None
     return result

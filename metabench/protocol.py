@@ -29,6 +29,7 @@ import difflib
 import hashlib
 import importlib
 import importlib.util
+import math
 import sys
 import tomllib
 import types
@@ -125,6 +126,8 @@ def load_agent_module(spec: str) -> types.ModuleType:
     (``metabench.agents.rl2``)."""
     path = Path(spec).expanduser()
     if spec.endswith(".py") or path.exists():
+        if path.is_dir():
+            raise AgentError(f"agent {spec!r} is a directory, not an agent file; give a .py file in it")
         if not path.is_file():
             raise AgentError(f"agent file {spec!r} does not exist")
         name = f"metabench_agent_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]}"
@@ -135,7 +138,7 @@ def load_agent_module(spec: str) -> types.ModuleType:
         sys.modules[name] = module  # dataclasses and pickling look the module up by name
         try:
             module_spec.loader.exec_module(module)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # an agent file that calls sys.exit() on import
             del sys.modules[name]
             raise AgentError(f"importing agent file {spec!r} failed: {type(exc).__name__}: {exc}") from exc
     else:
@@ -256,13 +259,69 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
                 return False
             raise ValueError(value)
         if hint in (int, float, str):
-            return hint(value)
+            out = hint(value)
+            if hint is float and not math.isfinite(out):  # json cannot hold it, and no agent wants it
+                raise AgentError(f"config value {key}={value!r} is not a finite number")
+            return out
         if origin in (tuple, list):
             item = typing.get_args(hint)[0] if typing.get_args(hint) else str
             items = [_coerce(v, item, key) for v in value.strip("()[]").split(",") if v.strip()]
             return tuple(items) if origin is tuple else items
     except ValueError as exc:
         raise AgentError(f"config value {key}={value!r} is not a valid {hint}") from exc
+    return value
+
+
+def _type_problem(value: Any, hint: Any) -> str | None:
+    """What ``value`` (from TOML: already typed) should have been to fit ``hint``; None if it fits.
+    The rules of :func:`_coerce`: an int is not a float's place only, a bool is neither, floats are
+    finite; hints it does not know (Literal, dict, classes) accept anything."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        problems = [_type_problem(value, a) for a in args if a is not type(None)]
+        return None if not problems or None in problems else " or ".join(problems)
+    if hint is bool:
+        return None if isinstance(value, bool) else "true or false"
+    if hint is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else "an integer"
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return "a number"
+        return None if math.isfinite(value) else "a finite number"
+    if hint is str:
+        return None if isinstance(value, str) else "a string"
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            return "an array"
+        if not args:
+            return None
+        if origin is list or args[-1] is Ellipsis:
+            items = [args[0]] * len(value)
+        elif len(args) != len(value):
+            return f"an array of {len(args)}"
+        else:
+            items = list(args)
+        for v, h in zip(value, items, strict=True):
+            problem = _type_problem(v, h)
+            if problem is not None:
+                return f"an array whose items are each {problem}"
+        return None
+    return None
+
+
+def _check_typed(value: Any, hint: Any, key: str, cls: type) -> Any:
+    """A TOML config value checked against its field's type (TOML arrays become tuples for tuple
+    fields); :class:`AgentError` names the key, the value and the type."""
+    problem = _type_problem(value, hint)
+    if problem is not None:
+        name = hint.__name__ if isinstance(hint, type) else str(hint)
+        raise AgentError(
+            f"config file value {key} = {value!r:.60} is not {problem} ({cls.__name__}.{key} is {name})"
+        )
+    if isinstance(value, list) and typing.get_origin(hint) is tuple:
+        return tuple(value)
     return value
 
 
@@ -295,6 +354,9 @@ def build_config(
     if unknown:
         raise AgentError(f"unknown config key(s) {unknown} for {cls.__name__}; valid: {sorted(fields)}")
     hints = typing.get_type_hints(cls)
+    for k, v in (toml or {}).items():  # typed by TOML: checked as --config strings are when coerced
+        if k not in (overrides or {}):
+            values[k] = _check_typed(v, hints.get(k, Any), k, cls)
     return cls(**{k: _coerce(v, hints.get(k, str), k) for k, v in values.items()})
 
 

@@ -80,30 +80,27 @@ def is_rerun_error(path: str | Path) -> bool:
 
 
 def check_writable_dir(path: str | Path, option: str) -> Path:
-    """Make sure files can be written under ``path`` before any work is spent on them.
-
-    Creates the directory (and its parents) and writes and removes a probe file in it, so a
-    read-only folder, a file in the way or a parent without permission is found now, in one line:
-    :class:`OutputDirError` names the path, the problem and the option to change (``option``).
+    """Make sure files can be written under ``path`` before any work is spent on them, creating
+    nothing: ``path``, or the nearest of its parents that exists, must be a directory this process
+    may write to. A read-only folder, a file in the way or a parent without permission is found now,
+    in one line: :class:`OutputDirError` names the path, the problem and the option to change.
     """
     path = Path(path).expanduser()
     for part in (path, *path.parents):
-        if part.exists() and not part.is_dir():
-            what = "it" if part == path else f"{part}"
+        if not part.exists():
+            continue
+        if not part.is_dir():
+            what = "it" if part == path else str(part)
             raise OutputDirError(
                 f"cannot write to {path}: {what} is a file, not a directory; choose another {option}"
             )
-        if part.is_dir():
-            break
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".metabench-probe.", dir=path)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise OutputDirError(
-            f"cannot write to {path}: {exc.strerror or exc}; choose another {option} or fix its permissions"
-        ) from exc
+        if not os.access(part, os.W_OK | os.X_OK):
+            where = "" if part == path else f" (its parent {part} is not writable)"
+            raise OutputDirError(
+                f"cannot write to {path}: permission denied{where}; choose another {option} "
+                "or fix its permissions"
+            )
+        break
     return path
 
 

@@ -84,14 +84,24 @@ class Task:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Task:
+        if not isinstance(data, Mapping):
+            raise TaskError(f"a task is a JSON object with family, split, index, params; got {data!r:.80}")
         missing = {"family", "split", "index", "params"} - set(data)
         if missing:
             raise TaskError(f"task JSON lacks field(s) {sorted(missing)}; got {sorted(data)}")
-        return cls(str(data["family"]), str(data["split"]), int(data["index"]), dict(data["params"]))
+        try:
+            return cls(str(data["family"]), str(data["split"]), int(data["index"]), dict(data["params"]))
+        except (TypeError, ValueError) as exc:
+            raise TaskError(f"task JSON has a bad field ({exc}): {dict(data)!r:.120}") from exc
 
     @classmethod
-    def from_json(cls, text: str) -> Task:
-        return cls.from_dict(json.loads(text))
+    def from_json(cls, text: str | bytes) -> Task:
+        """The task written by :meth:`to_json`; :class:`TaskError` if ``text`` is not one."""
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as exc:
+            raise TaskError(f"not a task's JSON ({exc}): {str(text)[:80]!r}") from exc
+        return cls.from_dict(data)
 
     def array(self, name: str) -> np.ndarray:
         """A parameter as a float64 array (scalars become shape ``()``)."""
