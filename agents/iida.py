@@ -41,6 +41,7 @@ The three stages run inside one ``meta_train`` and share the family's env-step b
   decoder's target. Families whose tasks differ only in the reward (PointNav's goal, HalfCheetahVel's
   target velocity, Bandit) leave IIDA's dynamics-only ``z`` nothing to identify: ``s'`` does not depend
   on the task there. The PointNav settings turn it on and say so.
+* Tier settings (ci budgets are far below the papers') are in ``agents/hyperparams/iida.toml``.
 * Not applicable: Bandit (the observation is constant, so ``(s, a, s')`` carries nothing, and its
   reward variant is a bandit, not dynamics identification).
 
@@ -124,35 +125,6 @@ class Config:
     log_every: int = 5_000
     torch_threads: int = 1
     device: str = "cpu"
-
-
-TIERS: dict[str, dict[str, Any]] = {
-    "smoke": {
-        "generator_learning_starts": 100,
-        "generator_train_freq": 4,
-        "encoder_hidden": (32,),
-        "decoder_hidden": (32, 32),
-        "context_size": 16,
-        "predictor_steps": 50,
-        "net_arch": (32, 32),
-        "n_steps": 128,
-        "log_every": 500,
-    },
-    "ci": {
-        "generator_train_freq": 20,
-        "generator_gradient_steps": 2,
-        "predictor_steps": 3_000,
-        "context_size": 64,
-        "n_steps": 1024,
-        "batch_size": 256,
-        "learning_rate": 1e-3,
-        "gamma": 0.9,
-    },
-}
-
-ENV_TIERS: dict[str, dict[str, dict[str, Any]]] = {
-    "metabench/PointNav-v0": {"ci": {"context_reward": True}},
-}
 
 
 def check_config(config: Config) -> None:
