@@ -243,3 +243,15 @@ def test_leaderboard_marks_isolated_rows(tmp_path: Path, random_record: dict) ->
     assert rows == {"random_agent"}  # records without the flag: as before
     rows = {a.label for f in group_runs([run_of("b.json", iso)]) for a in f.agents.values()}
     assert rows == {"random_agent (isolated)"}
+
+
+def test_an_honest_deterministic_agent_scores_the_same_isolated(tmp_path: Path) -> None:
+    """The secret order changes nothing for an agent that does not cheat: the episodes table, put back
+    in the usual order, and the step count are the in-process run's."""
+    inproc = run_agent(tmp_path / "in", "constant_agent")
+    isolated = evaluate_isolated(tmp_path / "iso", "constant_agent")
+    assert inproc["status"] == isolated["status"] == "ok", isolated["error"]
+    assert isolated["episodes"] == inproc["episodes"]
+    assert isolated["meta_train_curve"] == inproc["meta_train_curve"]
+    assert isolated["provenance"]["env_steps_used"] == inproc["provenance"]["env_steps_used"] > 0
+    assert (inproc["run"]["isolated"], isolated["run"]["isolated"]) == (False, True)
