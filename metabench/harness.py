@@ -334,6 +334,8 @@ def stale_note(unit: Unit) -> str:
     )
     if record["run"]["config"] != config:
         notes.append("another config")
+    if unit.isolate and not record["run"].get("isolated", False):
+        notes.append("its envs in-process, not --isolate")
     return f" (but it was made with {' and '.join(notes)})" if notes else ""
 
 

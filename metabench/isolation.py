@@ -271,7 +271,9 @@ class _MetaTest:
 
     def reset(self, trial: int, episode: int) -> tuple[Task, int]:
         """The task and reset seed of (trial, episode), which must come next in the protocol."""
-        if self.aborted or self.running:
+        if self.aborted:
+            raise RunError("meta-testing was aborted")
+        if self.running:
             raise RunError("meta-test reset out of order: an episode is still running")
         ok_next = trial == self.trial and episode == self.episode + 1 < self.n_episodes
         ok_new = (

@@ -20,7 +20,17 @@ import pytest
 
 import metabench
 from metabench import cli
-from metabench.harness import BudgetExceeded, EnvFactory, RunError, StepCounter, Unit, run, visible_info
+from metabench.harness import (
+    BudgetExceeded,
+    EnvFactory,
+    RunError,
+    StepCounter,
+    Unit,
+    run,
+    run_unit,
+    stale_note,
+    visible_info,
+)
 from metabench.leaderboard import group_runs, run_of
 from metabench.protocol import Budget
 from metabench.records import load_record, record_path, summary_table, summary_text
@@ -255,3 +265,10 @@ def test_an_honest_deterministic_agent_scores_the_same_isolated(tmp_path: Path) 
     assert isolated["meta_train_curve"] == inproc["meta_train_curve"]
     assert isolated["provenance"]["env_steps_used"] == inproc["provenance"]["env_steps_used"] > 0
     assert (inproc["run"]["isolated"], isolated["run"]["isolated"]) == (False, True)
+
+
+def test_a_rerun_with_isolate_says_the_record_it_skips_was_not_isolated(tmp_path: Path) -> None:
+    unit = Unit(str(AGENTS / "constant_agent.py"), POINT, "smoke", 0, str(tmp_path))
+    assert run_unit(unit).status == "ok"
+    assert stale_note(unit) == ""
+    assert "not --isolate" in stale_note(dataclasses.replace(unit, isolate=True))
