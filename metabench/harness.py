@@ -52,8 +52,14 @@ one documented exception: when torch is loaded in the run's process it calls ``t
 before ``make_agent``, so that networks an agent builds in ``make_agent`` (before it sees the seed) are
 the same in every process, in-process or on a Ray worker.
 
-A run that raises is turned into an error record (status ``"error"``, the exception's type, message and
-traceback, and whatever was measured before); :func:`run_unit` writes it like any other record.
+A run that raises (or whose agent calls ``sys.exit``) is turned into an error record (status ``"error"``,
+the exception's type, message and traceback, and whatever was measured before); :func:`run_unit` writes
+it like any other record (:func:`write_unit_record`: never over an ok record). ``KeyboardInterrupt``
+leaves no record: ``metabench evaluate`` says how many were written, and a rerun resumes.
+
+Progress (``Unit.progress``): tqdm bars on stderr where it is a terminal; elsewhere (a log, CI)
+:class:`LogProgress`, whole lines, one per phase of a unit and at most one every
+:data:`PROGRESS_EVERY_S` seconds while it runs.
 """
 
 from __future__ import annotations
@@ -953,7 +959,7 @@ def _seed_torch(seed: int) -> None:
 
 def run(unit: Unit) -> dict[str, Any]:
     """Evaluate one unit and return its record; a failure gives an error record, never an exception
-    (except ``KeyboardInterrupt``/``SystemExit``, which leave no record). A transfer suite's unit (its
+    (except ``KeyboardInterrupt``, which leaves no record). A transfer suite's unit (its
     ``env_id`` a suite name) runs in :mod:`metabench.suite_harness`."""
     if unit.env_id.startswith("suite/"):
         from metabench.suite_harness import run as run_suite
