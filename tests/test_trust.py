@@ -202,9 +202,11 @@ def random_record(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def assert_scores_as_random(rec: dict, random_record: dict) -> None:
     assert rec["status"] == "ok", rec["error"]
     assert rec["run"]["isolated"] is True and rec["provenance"]["env_steps_used"] == 0
-    assert eval_success(rec) <= eval_success(random_record) + 2 / 15  # see test_replay_cheat
+    # Up to two lucky trials of the replay cheat (see test_replay_cheat_is_found_out_isolated) move
+    # the mean return by about 10%; finding every task moves it by 80% (measured: -4.1 against -20.4).
+    assert eval_success(rec) <= eval_success(random_record) + 2 / 15
     ours, theirs = np.mean(rec["episodes"]["return"]), np.mean(random_record["episodes"]["return"])
-    assert abs(ours - theirs) <= 0.1 * abs(theirs), (ours, theirs)
+    assert abs(ours - theirs) <= 0.15 * abs(theirs), (ours, theirs)
 
 
 def test_gc_cheat_finds_the_task_in_process_and_nothing_isolated(tmp_path: Path, random_record: dict) -> None:
