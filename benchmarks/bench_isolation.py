@@ -9,6 +9,12 @@ MuJoCo families); ``cpu_ratio`` is the CPU time both processes spent over the in
 on a loaded machine the wall ratio also holds the time the two processes wait for a core at every
 hand-over, which the CPU ratio leaves out. PointNav's step costs a few microseconds, so its ratio is
 the hand-over's cost itself (no target).
+
+Measured on the shared 2-core development machine at a load average of about 11 (four runs,
+2026-11-30; ``MUJOCO_GL=disable``): HalfCheetahVel wall 3.0-4.0x, CPU 2.6-3.8x; PointNav wall
+5.4-7.3x. The 1.3x target was not met there: the in-process step itself waited for a core two thirds
+of its time, and each of the isolated step's two hand-overs waits again. It remains the target for a
+machine with a free core per process.
 """
 
 from __future__ import annotations
