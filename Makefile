@@ -9,11 +9,13 @@ STAMP := $(VENV)/.installed
 # Two cores here: keep torch from oversubscribing them under pytest-xdist.
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: install demo test test-slow bench lint docs leaderboard leaderboard-check clean
+.PHONY: install demo test test-slow bench lint docs leaderboard leaderboard-check campaign campaign-stop clean
 
-# The CI leaderboard (leaderboards/ci): every reference agent x every cheap family x seeds 0-4 at the
-# ci tier. Add new reference agents and cheap families to these lists (the only place they are kept).
-# `make leaderboard` runs only the units without an ok record (LEADERBOARD_FLAGS=--force reruns all).
+# The CI leaderboard (leaderboards/ci): its units (agents x families x seeds at the ci tier) are listed
+# in leaderboards/ci/campaign.toml, the one place they are kept. `make leaderboard` runs the units without
+# an ok record made by the current code, two at a time, and re-renders the tables; `make campaign` does
+# the same in the background, committing each record with the tables (`make campaign-stop` ends it; a
+# rerun resumes). LEADERBOARD_AGENTS below are the agents whose seed-0 rerun CI checks.
 LEADERBOARD_AGENTS ?= agents/random_agent.py agents/no_context.py agents/explicit_context.py agents/rl2.py \
   agents/maml.py agents/pearl.py agents/cemrl.py agents/iida.py
 LEADERBOARD_ENVS ?= metabench/PointNav-v0 metabench/Bandit-v0 metabench/TabularMDP-v0
@@ -83,13 +85,16 @@ lint: $(STAMP)
 docs: $(STAMP)
 	$(VENV)/bin/metabench docs
 
+CAMPAIGN_FLAGS ?=
 leaderboard: $(STAMP)
-	status=0; \
-	for agent in $(LEADERBOARD_AGENTS); do \
-	  $(VENV)/bin/metabench evaluate $$agent $(addprefix --env ,$(LEADERBOARD_ENVS)) --tier ci \
-	    --seeds $(LEADERBOARD_SEEDS) --out $(LEADERBOARD_DIR)/records --quiet $(LEADERBOARD_FLAGS) || status=1; \
-	done; \
+	status=0; $(VENV)/bin/metabench campaign $(LEADERBOARD_DIR)/campaign.toml --jobs 2 $(CAMPAIGN_FLAGS) || status=1; \
 	$(VENV)/bin/metabench leaderboard $(LEADERBOARD_DIR)/records -o $(LEADERBOARD_DIR) && exit $$status
+
+campaign: $(STAMP)
+	$(VENV)/bin/metabench campaign $(LEADERBOARD_DIR)/campaign.toml --jobs 2 --commit --background $(CAMPAIGN_FLAGS)
+
+campaign-stop: $(STAMP)
+	$(VENV)/bin/metabench campaign $(LEADERBOARD_DIR)/campaign.toml --stop
 
 # CI: the committed tables are exactly what the committed records give, every record was made by the
 # agent code now committed (its file and the modules it imports: `provenance`), and a fresh run of one
