@@ -17,7 +17,8 @@ export OMP_NUM_THREADS ?= 1
 # the same in the background, committing each record with the tables (`make campaign-stop` ends it; a
 # rerun resumes). LEADERBOARD_AGENTS below are the agents whose seed-0 rerun CI checks.
 LEADERBOARD_AGENTS ?= agents/random_agent.py agents/no_context.py agents/explicit_context.py agents/rl2.py \
-  agents/maml.py agents/pearl.py agents/cemrl.py agents/iida.py
+  agents/maml.py agents/pearl.py agents/cemrl.py agents/iida.py \
+  agents/meta_sgd.py agents/maesn.py agents/tesp.py
 LEADERBOARD_ENVS ?= metabench/PointNav-v0 metabench/Bandit-v0 metabench/TabularMDP-v0
 LEADERBOARD_SEEDS ?= 0-4
 LEADERBOARD_DIR ?= leaderboards/ci
