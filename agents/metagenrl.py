@@ -60,6 +60,20 @@ Published settings, and where ours differ:
   2 x 64 networks, 16 windows, 1000 random steps, annealing over 2000 steps; ``smoke`` is a wiring
   check. The standard tier is the paper's.
 
+The meta-training curve logs, besides losses and each agent's recent returns, ``alignment``: the
+cosine between ∇θ L_α and ∇θ(-Q₁(s, π(s))) on a fresh batch, averaged over the population (the
+original logs a similar ``objective_critic_correlation``): what the meta-gradient trains the objective
+towards, and the first sign that it learns.
+
+Measured (2026-11-30, seed 0, one core shared with other jobs): the ci suite at a reduced scale (6k
+meta-training steps, 3k adaptation steps, updates from step 500; ``tests/test_metagenrl.py``'s scale)
+gives evaluation returns on the held-out InvertedPendulum of 4.0 for metagenrl, 2.0 with the
+objective's updates disabled, 6.8 for the random agent and 83.4 for from_scratch (TD3): at that scale
+the learned objective does not yet train a fresh agent. Over 4k meta-training steps (2 agents) the
+logged ``alignment`` averaged 0.28 with objective updates and 0.10 without, single-batch values
+ranging from -0.5 to 0.95: within noise. A full ci unit (20k + 10k steps) costs about 20
+CPU-minutes (58 ms per agent-step with the meta-gradient, 23 ms without) and was not measured yet.
+
 Randomness: each agent has its own ``np.random.Generator`` and ``torch.Generator`` from
 ``meta_train``'s seed (initial weights, exploration, replay sampling, target noise); nothing global.
 ``save`` writes ``objective.pt`` (a state dict, read back with ``torch.load(weights_only=True)``) and
@@ -457,6 +471,20 @@ class Learner:
             out["policy_loss"] = float(loss.detach()) if torch.is_tensor(loss) else loss
         return out
 
+    def alignment(self) -> float:
+        """cos(∇θ L_α, ∇θ -Q₁(s, π(s))) on a fresh batch: whether a step on the objective moves the
+        policy the way the critic would (what the meta-gradient trains for); nan before updates start."""
+        if not self.ready:
+            return math.nan
+        b = self.batch(self.c.batch_trajectories)
+        params = list(self.policy.parameters())
+        pi = self.policy(b["obs"])
+        v, v_next = values(self.policy, self.q1, b)
+        g_obj = torch.autograd.grad(self.objective.loss(b, pi, v, v_next), params, retain_graph=True)
+        g_q = torch.autograd.grad(masked_mean(-self.q1(b["obs"], pi), b["mask"]), params)
+        a, c = torch.cat([g.reshape(-1) for g in g_obj]), torch.cat([g.reshape(-1) for g in g_q])
+        return float(torch.dot(a, c) / (a.norm() * c.norm() + 1e-12))
+
     def objective_gradient(self) -> tuple[list[torch.Tensor], float]:
         return meta_gradient(
             self.policy, self.q1, self.objective, self.batch(2 * self.c.batch_trajectories), self.c
@@ -481,6 +509,9 @@ class _LocalWorker:
             return out, None, math.nan
         grads, loss = self.learner.objective_gradient()
         return out, grads, loss
+
+    def alignment(self) -> float:
+        return self.learner.alignment()
 
 
 class _RemoteLearner(_LocalWorker):
@@ -604,6 +635,9 @@ class MetaGenRLAgent:
                         self._broadcast(workers)
                 if (step + 1) % c.log_every == 0 or step + 1 == per_agent:
                     row = {k: float(np.mean(v)) for k, v in stats.items()}
+                    aligned = self._call(workers, "alignment", [()] * len(workers), use_ray)
+                    if not all(math.isnan(a) for a in aligned):
+                        row["alignment"] = float(np.nanmean(aligned))
                     for k, env in enumerate(envs):
                         if finished[k]:
                             row[f"return_{k}_{env.spec.id if env.spec else k}"] = float(
