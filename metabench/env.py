@@ -42,6 +42,9 @@ class MetaEnv(gym.Env):
     #: Meta-training budget in env steps per tier; the same for every agent, so that the
     #: leaderboard compares like with like. Families override with what their tier needs.
     budgets: ClassVar[Mapping[str, int]] = {"smoke": 2_000, "ci": 100_000, "standard": 2_000_000}
+    #: Tasks per split meta-tested at a tier (the first ones of each split), where meta-testing every
+    #: task does not fit the tier; a tier not named here meta-tests every task (smoke: 5 per split).
+    meta_test_tasks: ClassVar[Mapping[str, int]] = {}
     #: The ``info`` keys an agent that is not an oracle may see (the harness passes only these).
     #: Declare a key public only when it tells nothing the agent cannot work out from what it sees
     #: anyway (observations, its actions and the reward): ``success``, reward terms that follow from

@@ -609,12 +609,15 @@ def meta_test_groups(env_id: str, tier: str = "ci") -> list[tuple[str, tuple[Tas
 
     At the ``smoke`` tier, a wiring check rather than a score, only the first
     :data:`SMOKE_TASKS_PER_SPLIT` tasks of each split are meta-tested (ML45's test split alone is
-    250 tasks of 500-step episodes); every other tier meta-tests every task.
+    250 tasks of 500-step episodes). A family may cap other tiers too, in its ``meta_test_tasks``
+    (tier -> tasks per split, the first ones of each split: a fixed subset, the same for every agent),
+    where meta-testing every task would not fit the tier; every other tier meta-tests every task.
     """
     groups = [(s, tasks(env_id, s)) for s in split_names(env_id) if s != "train"]
     groups = [*groups, ("train-sample", train_sample(env_id))]
-    if tier == "smoke":
-        groups = [(s, t[:SMOKE_TASKS_PER_SPLIT]) for s, t in groups]
+    limit = SMOKE_TASKS_PER_SPLIT if tier == "smoke" else env_class(env_id).meta_test_tasks.get(tier)
+    if limit is not None:
+        groups = [(s, t[:limit]) for s, t in groups]
     return groups
 
 
