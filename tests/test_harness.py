@@ -334,7 +334,14 @@ def test_agent_imports_are_hashed_transitively() -> None:
         return {k: v for k, v in agent_imports_sha256(str(agents / name)).items() if "/" not in k}
 
     assert modules("explicit_context.py") == {"metabench.agents.no_context": sha("no_context.py")}
-    for name in ("rl2", "maml", "random_agent"):
+    for name in ("rl2", "random_agent"):
         assert modules(f"{name}.py") == {"metabench.agents.common.spaces": sha("common/spaces.py")}
+    # MAML's sampler, baseline and inner step live in agents/common/policy_gradient.py (shared with
+    # Meta-SGD, MAESN and TESP), which imports the package and spaces in turn.
+    assert modules("maml.py") == {
+        "metabench.agents.common": sha("common/__init__.py"),
+        "metabench.agents.common.policy_gradient": sha("common/policy_gradient.py"),
+        "metabench.agents.common.spaces": sha("common/spaces.py"),
+    }
     assert modules("pearl.py") == {}
     assert agent_imports_sha256("no/such/agent.py") == {}
