@@ -38,8 +38,14 @@ def train(config: iida.Config, budget: int, env_id: str = ENV_ID, seed: int = 0)
 
 
 @pytest.fixture(scope="module")
-def smoke_agent() -> iida.IIDAAgent:
-    return train(smoke_config(context_reward=True), 2_000)[0]
+def smoke_run():
+    """(agent, step counter, log) of one smoke-tier meta-training on 2,000 steps."""
+    return train(smoke_config(context_reward=True), 2_000)
+
+
+@pytest.fixture(scope="module")
+def smoke_agent(smoke_run) -> iida.IIDAAgent:
+    return smoke_run[0]
 
 
 def run_trial(agent, task, n_adapt: int = 2, n_eval: int = 1, seed: int = 0, env_id: str = ENV_ID):
@@ -127,9 +133,8 @@ def test_context_is_the_trials_and_z_starts_at_zero(smoke_agent) -> None:
 
 
 # ------------------------------------------------------------------------------ meta-training
-def test_stages_share_the_budget_and_log() -> None:
-    for budget in (2_000, 700):
-        agent, counter, log = train(smoke_config(), budget)
+def test_stages_share_the_budget_and_log(smoke_run) -> None:
+    for budget, (agent, counter, log) in ((2_000, smoke_run), (700, train(smoke_config(), 700))):
         assert 0 < counter.steps <= budget
         used = agent.stats["env_steps_generator_and_data"] + agent.stats["env_steps_ppo"]
         assert used == counter.steps
