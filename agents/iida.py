@@ -42,6 +42,9 @@ The three stages run inside one ``meta_train`` and share the family's env-step b
   target velocity, Bandit) leave IIDA's dynamics-only ``z`` nothing to identify: ``s'`` does not depend
   on the task there. The PointNav settings turn it on and say so.
 * Tier settings (ci budgets are far below the papers') are in ``agents/hyperparams/iida.toml``.
+  Measured on PointNav at the ci tier (seed 0, ``tests/test_iida.py``, 279 s of one core): final
+  return -10.6 on the test tasks, -10.7 already in episode 0 (``z`` sharpens within the first
+  episode); the best goal-blind policy gets -14.6, no-context -14.5, PEARL -9.6.
 * Not applicable: Bandit (the observation is constant, so ``(s, a, s')`` carries nothing, and its
   reward variant is a bandit, not dynamics identification).
 
