@@ -1086,8 +1086,8 @@ def check_provenance(records_dir: str | Path) -> int:
             print(f"STALE {line}")
         print(
             f"provenance: {len(lines)} record(s) of {spec} are stale: commit, then regenerate them with "
-            f"`metabench evaluate {spec} --env ... --tier ... --seeds ... --force` (or `make leaderboard "
-            "LEADERBOARD_FLAGS=--force`)",
+            f"`metabench evaluate {spec} --env ... --tier ... --seeds ... --force` (or `make leaderboard`, "
+            "which reruns every stale unit of leaderboards/ci/campaign.toml)",
             file=sys.stderr,
         )
     n_stale = sum(map(len, stale.values()))
