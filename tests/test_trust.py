@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import gymnasium as gym
@@ -19,7 +21,6 @@ import numpy as np
 import pytest
 
 import metabench
-from metabench import cli
 from metabench.harness import (
     BudgetExceeded,
     EnvFactory,
@@ -54,13 +55,17 @@ def run_agent(tmp_path: Path, agent: str, env_id: str = POINT, **config: object)
 
 
 def evaluate_isolated(tmp_path: Path, agent: str, env_id: str = POINT, **config: object) -> dict:
-    """``metabench evaluate AGENT --isolate`` (the command line, as a user runs it); its record."""
+    """``metabench evaluate AGENT --isolate`` run as a user runs it, in a process of its own: an
+    in-process call would hand the cheats this test process's own leftovers (the envs and tasks of
+    earlier tests on the same pytest worker), which a user's process does not have."""
     argv = ["evaluate", str(AGENTS / f"{agent}.py"), "--env", env_id, "--tier", "smoke", "--seeds", "0"]
     argv += ["--out", str(tmp_path), "--quiet", "--force", "--isolate"]
     for k, v in config.items():
         argv += ["--config", f"{k}={v}"]
-    cli.main(argv)
-    return load_record(record_path(tmp_path, env_id, agent, 0))
+    done = subprocess.run([sys.executable, "-m", "metabench.cli", *argv], capture_output=True, text=True)
+    path = record_path(tmp_path, env_id, agent, 0)
+    assert path.is_file(), f"no record: exit {done.returncode}, {done.stderr[-2000:]}"
+    return load_record(path)
 
 
 def eval_success(record: dict) -> float:
