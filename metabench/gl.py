@@ -160,4 +160,3 @@ def rendering_unavailable() -> str | None:
             f"neither libOSMesa nor a working EGL is found); `{INSTALL_HINT}` brings OSMesa"
         )
     return None
-

@@ -28,9 +28,7 @@ class EnvEntry:
 ENVS: tuple[EnvEntry, ...] = (
     EnvEntry("metabench/PointNav-v0", "metabench.envs.point_nav:PointNavEnv", 20),
     EnvEntry("metabench/PointNavSparse-v0", "metabench.envs.point_nav:PointNavSparseEnv", 20),
-    EnvEntry(
-        "metabench/PointNavNonStationary-v0", "metabench.envs.point_nav:PointNavNonStationaryEnv", 100
-    ),
+    EnvEntry("metabench/PointNavNonStationary-v0", "metabench.envs.point_nav:PointNavNonStationaryEnv", 100),
     EnvEntry("metabench/HalfCheetahVel-v0", "metabench.envs.half_cheetah:HalfCheetahVelEnv", 200),
     EnvEntry(
         "metabench/HalfCheetahVelNonStationary-v0",
