@@ -198,6 +198,7 @@ class _Channel:
             got += n
         total = 4 + _LEN.unpack_from(self.buf)[0]
         if total > len(self.buf):  # a large message (an image observation): grow once
+            view.release()  # a bytearray with a live view cannot be resized
             self.buf.extend(bytes(total - len(self.buf)))
             view = memoryview(self.buf)
         while got < total:

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import gymnasium as gym
@@ -32,6 +34,7 @@ from metabench.harness import (
     stale_note,
     visible_info,
 )
+from metabench.isolation import _Channel
 from metabench.leaderboard import group_runs, run_of
 from metabench.protocol import Budget
 from metabench.records import load_record, record_path, summary_table, summary_text
@@ -279,3 +282,20 @@ def test_a_rerun_with_isolate_says_the_record_it_skips_was_not_isolated(tmp_path
     assert run_unit(unit).status == "ok"
     assert stale_note(unit) == ""
     assert "not --isolate" in stale_note(dataclasses.replace(unit, isolate=True))
+
+
+def test_the_isolation_channel_carries_messages_larger_than_its_buffer() -> None:
+    """A message over the 64 KiB receive buffer (an image, a long ``info``) grows it; the buffer's own
+    view must not block the resize (PEARL's isolated run on Bandit died on this with a BufferError)."""
+    a, b = socket.socketpair()
+    sender, receiver = _Channel(a), _Channel(b)
+    try:
+        for size in (10, 200_000, 70_000, 5):
+            payload = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+            t = threading.Thread(target=sender.send, args=(payload,))
+            t.start()
+            assert receiver.recv() == payload
+            t.join()
+    finally:
+        sender.close()
+        receiver.close()
