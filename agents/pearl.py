@@ -127,6 +127,7 @@ import torch.nn.functional as F
 from gymnasium import spaces
 from torch import nn
 
+from metabench.agents.common.nets import MLP, product_of_gaussians
 from metabench.protocol import Budget, Logger, Transition
 from metabench.tasks import Task
 
@@ -230,33 +231,6 @@ def check_family(config: Config, env: gym.Env) -> None:
 
 
 # ------------------------------------------------------------------------------------ networks
-class MLP(nn.Module):
-    """ReLU MLP with rlkit's initialisation, drawn from ``generator``."""
-
-    def __init__(
-        self, in_dim: int, hidden: Sequence[int], out_dim: int, generator: torch.Generator, init_w=3e-3
-    ):
-        super().__init__()
-        sizes = [in_dim, *hidden]
-        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(sizes))
-        self.last = nn.Linear(sizes[-1], out_dim)
-        with torch.no_grad():
-            for fc in self.hidden:
-                bound = 1.0 / math.sqrt(fc.weight.shape[0])  # rlkit's fanin_init uses size[0]
-                fc.weight.uniform_(-bound, bound, generator=generator)
-                fc.bias.fill_(0.1)
-            self.last.weight.uniform_(-init_w, init_w, generator=generator)
-            self.last.bias.uniform_(-init_w, init_w, generator=generator)
-
-    def trunk(self, x: torch.Tensor) -> torch.Tensor:
-        for fc in self.hidden:
-            x = F.relu(fc(x))
-        return x
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.last(self.trunk(x))
-
-
 class TwinQ(nn.Module):
     """PEARL's two Q-functions, evaluated together with one batched matmul per layer (faster on CPU
     than two MLPs); each member is initialised as rlkit's MLP. ``forward``: ``(N, in) -> (2, N, out)``
@@ -349,14 +323,6 @@ class CategoricalPolicy(nn.Module):
             probs = F.softmax(logits, -1).cpu()
             index = torch.multinomial(probs, 1, generator=generator).squeeze(-1).to(logits.device)
         return F.one_hot(index, logits.shape[-1]).to(logits.dtype)
-
-
-def product_of_gaussians(mu: torch.Tensor, var: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Combine factors ``N(mu_n, var_n)`` over the second-to-last axis: ``(..., N, d) -> (..., d)``."""
-    var = var.clamp(min=1e-7)
-    post_var = 1.0 / (1.0 / var).sum(-2)
-    post_mu = post_var * (mu / var).sum(-2)
-    return post_mu, post_var
 
 
 class ContextEncoder(nn.Module):

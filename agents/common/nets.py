@@ -1,8 +1,6 @@
 """Torch building blocks of the rlkit-based agents (PEARL's ``oyster`` and CEMRL's code both build on
-rlkit): rlkit's MLP with its initialisation, and the product of diagonal Gaussians.
-
-``agents/pearl.py`` still has its own copies of both (``MLP``, ``product_of_gaussians``), the same
-maths; ``agents/cemrl.py`` uses these.
+rlkit): rlkit's MLP with its initialisation, and the product of diagonal Gaussians. Used by
+``agents/pearl.py`` and ``agents/cemrl.py``.
 """
 
 from __future__ import annotations
