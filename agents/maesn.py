@@ -45,29 +45,25 @@ seed. ``save`` writes ``model.pt`` (policy, latents and step sizes: a state dict
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import json
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
-from torch.func import functional_call, grad, vmap
+from torch.func import grad, vmap
 
+from metabench.agents.common import pg_agent
 from metabench.agents.common import policy_gradient as pg
 from metabench.agents.common.policy_gradient import Batch, MLPPolicy, Params, Spaces
-from metabench.agents.common.spaces import space_from_dict, space_to_dict
-from metabench.protocol import Budget, Logger, Transition
 from metabench.tasks import Task
 
 
 @dataclasses.dataclass
-class Config:
+class Config(pg_agent.RunSettings):
     """MAESN hyperparameters; defaults are the published ones (see the module docstring)."""
 
     hidden_sizes: tuple[int, ...] = (100, 100)
@@ -91,14 +87,6 @@ class Config:
     baseline_reg: float = 1e-5
     center_advantages: bool = True
     test_inner_steps: int = 1
-    meta_iterations: int | None = None
-    """Cap on meta-iterations; ``None`` means as many as the budget allows."""
-    n_envs: int = 0
-    """Envs stepped together; 0 means one per trajectory of a meta-batch."""
-    disable_updates: bool = False
-    """Skip the outer (meta) update: sampling, inner steps and the TRPO solve still run. For tests."""
-    torch_threads: int = 1
-    device: str = "cpu"
 
 
 # Tier settings: agents/hyperparams/maesn.toml (metabench.protocol.build_config).
@@ -136,29 +124,20 @@ def centred(x: np.ndarray) -> np.ndarray:
     return (x - x.mean(-1, keepdims=True)) / (x.std(-1, keepdims=True) + 1e-8)
 
 
-class MAESNAgent:
+class MAESNAgent(pg_agent.PGAgent):
     """MAESN (see the module docstring)."""
 
-    oracle: ClassVar[bool] = False
+    name = "MAESN"
+    config: Config
 
     def __init__(self, config: Config):
         if config.test_inner_steps < 0:
             raise ValueError(f"Config.test_inner_steps must be >= 0, got {config.test_inner_steps}")
-        self.config = config
-        self.spaces: Spaces | None = None
-        self.policy: MLPPolicy | None = None
+        super().__init__(config)
         self.latents: Latents | None = None
-        self.generator = torch.Generator()
-        self.episodes_per_step = 1
-        self.iterations = 0
-        self._horizon = self._k = 0
         # meta-test state: the trial's latent distribution and the current episode's z
         self._mean = self._log_std = self._z = torch.zeros(0)
-        self._steps_taken = 0
-        self._trial = pg.TrialEpisodes()
-        self._explore = False
         self._new_episode = True
-        self._last: tuple[np.ndarray, np.ndarray] | None = None
 
     def _build(self, spaces: Spaces, n_tasks: int) -> None:
         cfg = self.config
@@ -175,77 +154,39 @@ class MAESNAgent:
         assert self.policy is not None and self.latents is not None
         return {**dict(self.policy.named_parameters()), **dict(self.latents.named_parameters())}
 
-    def _batch(self, o: np.ndarray, a: np.ndarray, r: np.ndarray, m: np.ndarray) -> Batch:
-        cfg = self.config
-        return pg.make_batch(
-            o, a, r, m, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda, reg=cfg.baseline_reg,
-            center=cfg.center_advantages, device=cfg.device,
-        )  # fmt: skip
-
     def _sample(self, envs: list[gym.Env], tasks: Sequence[Task], z: torch.Tensor) -> Batch:
         """Episodes of every task, episode j of task i acting on ``z[i, j]``."""
-        policy = self.policy
-        assert policy is not None and self.spaces is not None
-        params = {k: v.detach() for k, v in policy.named_parameters()}
-
-        def forward(lo: int, hi: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-            out = functional_call(policy, params, (torch.cat([x, z[lo:hi]], -1),))
-            return out, params.get("log_std")
-
-        arrays = pg.sample_episodes(
-            envs, tasks, self._k, self._horizon, self.spaces, forward, self.generator, self.config.device
-        )
-        return self._batch(*arrays)
+        assert self.policy is not None
+        forward = pg.shared_forward(self.policy, self.policy_params(), context=z)
+        return self._batch(*self._sample_episodes(envs, tasks, forward))
 
     def _noise(self, *shape: int) -> torch.Tensor:
         return torch.randn(*shape, self.config.latent_dim, generator=self.generator).to(self.config.device)
 
     # ------------------------------------------------------------------------------ meta-training
-    def meta_train(
-        self,
-        make_env: Callable[[], gym.Env],
-        tasks: Sequence[Task],
-        budget: Budget,
-        *,
-        seed: int,
-        log: Logger,
-    ) -> None:
-        cfg = self.config
-        torch.set_num_threads(cfg.torch_threads)
-        if len(tasks) == 0:
-            raise ValueError("MAESN.meta_train needs at least one train task")
-        rng = np.random.default_rng(seed)
-        envs = self.setup(make_env, seed, len(tasks))
-        m = cfg.meta_batch_size
-
-        def iteration() -> dict[str, float]:
-            idx = rng.choice(len(tasks), size=m, replace=len(tasks) < m)
-            return self.meta_iteration(envs, [tasks[int(i)] for i in idx], [int(i) for i in idx])
-
-        try:
-            per_iteration = 2 * m * self._k * self._horizon
-            pg.run_meta_training(
-                iteration, per_iteration, budget.env_steps, cfg.meta_iterations, lambda: self.iterations, log
-            )
-        finally:
-            for env in envs:
-                env.close()
-        self.begin_trial()
-
     def setup(self, make_env: Callable[[], gym.Env], seed: int, n_tasks: int) -> list[gym.Env]:
-        """Build the policy and the latents (initial values from ``seed``) and the sampling envs."""
+        """Build the policy and the latents of ``n_tasks`` train tasks (initial values from ``seed``)
+        and the sampling envs (``meta_train`` passes the number of train tasks)."""
         cfg = self.config
-        self.generator.manual_seed(seed)
-        probe = make_env()
-        self._horizon, n_adapt = pg.episode_spec(probe, "MAESN")
-        self._build(Spaces(probe.observation_space, probe.action_space, "MAESN"), n_tasks)
+        probe, spaces, n_adapt = self._probe(make_env, seed)
+        self._build(spaces, n_tasks)
         assert self.policy is not None and self.latents is not None
         self.policy.reset_parameters(self.generator)
         with torch.no_grad():
             self.latents.latent_mean.copy_(torch.randn(n_tasks, cfg.latent_dim, generator=self.generator))
         self.episodes_per_step = max(1, n_adapt // max(1, cfg.test_inner_steps))
-        k = self._k = cfg.trajectories_per_task or self.episodes_per_step
-        return pg.make_envs(make_env, probe, pg.n_sampling_envs(cfg.n_envs, k, cfg.meta_batch_size), seed)
+        return self._sampling_envs(make_env, probe, seed)
+
+    def _setup_meta_training(self, make_env: Callable[[], gym.Env], seed: int, n_tasks: int) -> list[gym.Env]:
+        return self.setup(make_env, seed, n_tasks)
+
+    def _meta_iteration_on(
+        self, envs: list[gym.Env], tasks: Sequence[Task], idx: np.ndarray
+    ) -> dict[str, float]:
+        return self.meta_iteration(envs, [tasks[int(i)] for i in idx], [int(i) for i in idx])
+
+    def _batches_per_iteration(self) -> int:
+        return 2  # pre- and post-update
 
     def meta_iteration(
         self, envs: list[gym.Env], tasks: Sequence[Task], table_rows: Sequence[int] | None = None
@@ -275,19 +216,18 @@ class MAESNAgent:
 
         x_old = torch.cat([post.obs, context(new_mean, new_log_std)], -1)
         with torch.no_grad():
-            old_params = {k: v.detach() for k, v in policy.named_parameters()}
+            old_params = self.policy_params()
             old_dist = pg.dist(policy, old_params, x_old)
             old_logp = pg.log_prob(policy, old_params, x_old, post.act)
-        denom = post.mask.sum(-1).clamp(min=1.0)
 
         def objectives(params: Params) -> tuple[torch.Tensor, torch.Tensor]:
             mu, ls = params["latent_mean"][rows], params["latent_log_std"][rows]
             mu_new, ls_new = step(mu, ls, params["step_mean"], params["step_log_std"], z_pre, adv_pre)
             x = torch.cat([post.obs, context(mu_new, ls_new)], -1)
             ratio = (pg.log_prob(policy, params, x, post.act) - old_logp).exp()
-            surrogate = -((ratio * post.adv * post.mask).sum(-1) / denom).mean()
+            surrogate = -pg.masked_task_mean(ratio * post.adv, post.mask)
             prior_kl = (0.5 * (mu.pow(2) + (2 * ls).exp() - 1) - ls).sum(-1).mean()
-            kl = ((pg.kl(policy, old_dist, pg.dist(policy, params, x)) * post.mask).sum(-1) / denom).mean()
+            kl = pg.masked_task_mean(pg.kl(policy, old_dist, pg.dist(policy, params, x)), post.mask)
             return surrogate + cfg.kl_weight * prior_kl, kl
 
         stats = pg.trpo_step(
@@ -312,50 +252,27 @@ class MAESNAgent:
     # -------------------------------------------------------------------------------- meta-testing
     def begin_trial(self) -> None:
         """The prior N(0, I) as the trial's latent distribution; forget the trial's episodes."""
+        super().begin_trial()
         d = self.config.latent_dim
         self._mean, self._log_std = torch.zeros(d), torch.zeros(d)
-        self._steps_taken = 0
-        self._trial = pg.TrialEpisodes()
         self._new_episode = True
-        self._last = None
 
-    def act(self, obs: Any, *, explore: bool) -> Any:
-        if self.policy is None or self.spaces is None:
-            raise RuntimeError("MAESNAgent.act called before meta_train or load")
+    def _policy_outputs(self, obs: torch.Tensor, explore: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        assert self.policy is not None
         if self._new_episode:  # z once per episode: structured, temporally coherent exploration
             self._z = self._mean + self._noise() * self._log_std.exp() if explore else self._mean
             self._new_episode = False
-        x = self.spaces.encode_obs(obs)
-        with torch.no_grad():
-            inp = torch.cat([torch.as_tensor(x, device=self.config.device), self._z])
-            out = self.policy(inp)
-            if explore:
-                a = pg.sample_actions(
-                    self.spaces.discrete, out, getattr(self.policy, "log_std", None), self.generator
-                )
-            else:
-                a = out.argmax() if self.spaces.discrete else out
-            action = np.asarray(a.cpu().numpy(), np.float32)
-        self._explore = explore
-        self._last = (x, action)
-        return self.spaces.to_env_action(action)
+        return self.policy(torch.cat([obs, self._z])), getattr(self.policy, "log_std", None)
 
-    def observe(self, transition: Transition) -> None:
-        if self._last is None:
-            raise RuntimeError("MAESNAgent.observe called without a preceding act")
-        if self._explore:
-            self._trial.add_step(*self._last, float(transition.reward), self._z.cpu().numpy())
+    def _step_record(self, out: torch.Tensor, log_std: torch.Tensor | None) -> tuple[np.ndarray, ...]:
+        return (self._z.cpu().numpy(),)  # the episode's z, for the latent step
 
     def end_episode(self) -> None:
         """After an adaptation episode: keep it with its z; every ``episodes_per_step``, a latent step."""
         self._new_episode = True
-        if not self._explore:
-            self._trial.drop_current()
-        self._trial.end()
-        steps_left = self._steps_taken < self.config.test_inner_steps
-        if steps_left and len(self._trial.done) >= self.episodes_per_step:
+        episodes = self._adaptation_episodes(self.config.test_inner_steps)
+        if episodes is not None:
             assert self.latents is not None
-            episodes = self._trial.take()
             obs, act, rew, _z, mask = pg.stack_episodes(episodes)
             batch = self._batch(obs, act, rew, mask)
             z = torch.as_tensor(np.stack([e[3][0] for e in episodes]), dtype=torch.float32)
@@ -365,48 +282,22 @@ class MAESNAgent:
                 self._mean, self._log_std = latent_step(
                     self._mean, self._log_std, lat.step_mean, lat.step_log_std, z, adv
                 )
-            self._steps_taken += 1
 
     # -------------------------------------------------------------------------------- persistence
     def save(self, path: str | Path) -> None:
         """Write the directory ``path``: ``model.pt`` (policy and latents) and ``agent.json``."""
-        if self.policy is None or self.spaces is None or self.latents is None:
-            raise RuntimeError("MAESNAgent.save called before meta_train")
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        state = {f"policy.{k}": v for k, v in self.policy.state_dict().items()}
-        state.update({f"latents.{k}": v for k, v in self.latents.state_dict().items()})
-        torch.save(state, path / "model.pt")
-        meta = {
-            "config": dataclasses.asdict(self.config),
-            "observation_space": space_to_dict(self.spaces.observation_space),
-            "action_space": space_to_dict(self.spaces.action_space),
-            "n_train_tasks": int(self.latents.latent_mean.shape[0]),
-            "episodes_per_step": self.episodes_per_step,
-            "iterations": self.iterations,
-            "generator_state": base64.b64encode(self.generator.get_state().numpy().tobytes()).decode(),
-        }
-        (path / "agent.json").write_text(json.dumps(meta, indent=1))
+        n_train_tasks = 0 if self.latents is None else int(self.latents.latent_mean.shape[0])
+        path = self._save_agent_json(path, self.latents, n_train_tasks=n_train_tasks)
+        pg_agent.save_networks(path / "model.pt", policy=self.policy, latents=self.latents)
 
     @classmethod
     def load(cls, path: str | Path) -> MAESNAgent:
-        path = Path(path)
-        meta = json.loads((path / "agent.json").read_text())
-        config = dict(meta["config"])
-        config["hidden_sizes"] = tuple(config["hidden_sizes"])
-        agent = cls(Config(**config))
-        spaces = Spaces(
-            space_from_dict(meta["observation_space"]), space_from_dict(meta["action_space"]), "MAESN"
+        agent, meta = cls._load_agent_json(path, Config)
+        assert agent.spaces is not None
+        agent._build(agent.spaces, int(meta["n_train_tasks"]))
+        pg_agent.load_networks(
+            Path(path) / "model.pt", agent.config.device, policy=agent.policy, latents=agent.latents
         )
-        agent._build(spaces, int(meta["n_train_tasks"]))
-        assert agent.policy is not None and agent.latents is not None
-        state = torch.load(path / "model.pt", map_location=agent.config.device, weights_only=True)
-        agent.policy.load_state_dict({k[7:]: v for k, v in state.items() if k.startswith("policy.")})
-        agent.latents.load_state_dict({k[8:]: v for k, v in state.items() if k.startswith("latents.")})
-        agent.episodes_per_step = int(meta["episodes_per_step"])
-        agent.iterations = int(meta["iterations"])
-        gen = np.frombuffer(base64.b64decode(meta["generator_state"]), dtype=np.uint8).copy()
-        agent.generator.set_state(torch.from_numpy(gen))
         agent.begin_trial()
         return agent
 

@@ -20,7 +20,9 @@ Meta-training, per iteration:
 
 Baseline: garage's/rllab's ``LinearFeatureBaseline`` fitted per task and batch; advantages are GAE and
 centred per task (rllab's ``center_adv``). Sampling, baseline, inner step and TRPO step are the shared
-ones of ``agents/common/policy_gradient.py`` (Meta-SGD, MAESN and TESP use them too).
+ones of ``agents/common/policy_gradient.py`` (Meta-SGD, MAESN and TESP use them too), and so is the
+agent's shell around them: the meta-training loop, ``act``/``observe`` and ``save``/``load``
+(``agents/common/pg_agent.py``).
 
 Policy: Gaussian MLP (100, 100), tanh, state-independent learned log-std (initial std 1) for ``Box``
 actions, which the policy takes in [-1, 1] and the agent rescales to the env's bounds (garage's
@@ -60,27 +62,23 @@ writes ``policy.pt`` (a state dict, read back with ``torch.load(weights_only=Tru
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
 import torch
-from torch.func import functional_call, grad, vmap
+from torch.func import grad, vmap
 
+from metabench.agents.common import pg_agent
 from metabench.agents.common import policy_gradient as pg
 from metabench.agents.common.policy_gradient import Batch, MLPPolicy, Params, Spaces
-from metabench.agents.common.spaces import space_from_dict, space_to_dict
-from metabench.protocol import Budget, Logger, Transition
 from metabench.tasks import Task
 
 
 @dataclasses.dataclass
-class Config:
+class Config(pg_agent.RunSettings):
     """MAML-TRPO hyperparameters; defaults are the published ones (see the module docstring)."""
 
     hidden_sizes: tuple[int, ...] = (100, 100)
@@ -105,14 +103,6 @@ class Config:
     """Inner steps at meta-test."""
     test_episodes_per_step: int = 0
     """Adaptation episodes per meta-test inner step; 0 means the family's ``n_adapt // test_inner_steps``."""
-    meta_iterations: int | None = None
-    """Cap on meta-iterations; ``None`` means as many as the budget allows."""
-    n_envs: int = 0
-    """Envs stepped together; 0 means one per trajectory of a meta-batch (rounded to whole tasks)."""
-    disable_updates: bool = False
-    """Skip the outer (meta) update: sampling, inner steps and the TRPO solve still run. For tests."""
-    torch_threads: int = 1
-    device: str = "cpu"
 
 
 # Tier settings: agents/hyperparams/maml.toml (metabench.protocol.build_config).
@@ -124,34 +114,18 @@ def make_policy(spaces: Spaces, config: Config) -> MLPPolicy:
 
 
 # ------------------------------------------------------------------------------------- the agent
-class MAMLAgent:
+class MAMLAgent(pg_agent.PolicyAdaptingAgent):
     """MAML-TRPO (see the module docstring)."""
 
-    oracle: ClassVar[bool] = False
+    name = "MAML"
+    config: Config
 
     def __init__(self, config: Config):
         if config.test_inner_steps < 0:
             raise ValueError(f"Config.test_inner_steps must be >= 0, got {config.test_inner_steps}")
-        self.config = config
-        self.spaces: Spaces | None = None
-        self.policy: MLPPolicy | None = None
-        self.generator = torch.Generator()
-        self.episodes_per_step = 1
-        self.iterations = 0
-        # meta-test state
-        self._params: Params = {}
-        self._steps_taken = 0
-        self._trial = pg.TrialEpisodes()
-        self._explore = False
-        self._last: tuple[np.ndarray, np.ndarray] | None = None
-        self._horizon = 0
-        self._k = 0
+        super().__init__(config)
 
     # ------------------------------------------------------------------------ functional pieces
-    def meta_params(self) -> Params:
-        assert self.policy is not None
-        return {k: v.detach() for k, v in self.policy.named_parameters()}
-
     def _inner_loss(self, params: Params, obs, act, adv, mask) -> torch.Tensor:
         return pg.pg_loss(pg.log_prob(self.policy, params, obs, act), adv, mask)
 
@@ -165,32 +139,16 @@ class MAMLAgent:
             params, batch.obs, batch.act, batch.adv, batch.mask
         )
 
-    def _batch(self, o: np.ndarray, a: np.ndarray, r: np.ndarray, m: np.ndarray) -> Batch:
-        cfg = self.config
-        return pg.make_batch(
-            o, a, r, m, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda, reg=cfg.baseline_reg,
-            center=cfg.center_advantages, device=cfg.device,
-        )  # fmt: skip
-
     # ------------------------------------------------------------------------------ sampling
     def _sample(
         self, envs: list[gym.Env], tasks: Sequence[Task], params: Params, per_task: bool
     ) -> tuple[np.ndarray, ...]:
         """``K`` episodes for each task, acting with ``params`` (a leading task dimension when
         ``per_task``). Returns (obs, act, rew, mask) of shape (tasks, K, T, ...)."""
-        policy = self.policy
-        assert policy is not None and self.spaces is not None
-
-        def forward(lo: int, hi: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-            if per_task:
-                p = {name: v[lo:hi] for name, v in params.items()}
-                out = vmap(functional_call, in_dims=(None, 0, 0))(policy, p, (x,))
-                return out, (None if policy.discrete else p["log_std"][:, None, :])
-            return functional_call(policy, params, (x,)), params.get("log_std")
-
-        return pg.sample_episodes(
-            envs, tasks, self._k, self._horizon, self.spaces, forward, self.generator, self.config.device
-        )
+        assert self.policy is not None
+        if per_task:
+            return self._sample_episodes(envs, tasks, pg.per_task_forward(self.policy, params))
+        return self._sample_episodes(envs, tasks, pg.shared_forward(self.policy, params))
 
     # ------------------------------------------------------------------------------ TRPO step
     def objectives(
@@ -200,17 +158,16 @@ class MAMLAgent:
         episodes under θ'ᵢ(θ), the inner step taken *inside* (second-order)."""
         policy = self.policy
         with torch.no_grad():
-            old_dist = vmap(pg.dist, in_dims=(None, 0, 0))(policy, adapted_old, post.obs)
-            old_logp = vmap(pg.log_prob, in_dims=(None, 0, 0, 0))(policy, adapted_old, post.obs, post.act)
-        denom = post.mask.sum(-1).clamp(min=1.0)
+            old_dist = pg.per_task_dist(policy, adapted_old, post.obs)
+            old_logp = pg.per_task_log_prob(policy, adapted_old, post.obs, post.act)
 
         def objectives(params: Params) -> tuple[torch.Tensor, torch.Tensor]:
             adapted = self.adapt_tasks(params, pre)
-            logp = vmap(pg.log_prob, in_dims=(None, 0, 0, 0))(policy, adapted, post.obs, post.act)
+            logp = pg.per_task_log_prob(policy, adapted, post.obs, post.act)
             ratio = (logp - old_logp).exp()
-            loss = -((ratio * post.adv * post.mask).sum(-1) / denom).mean()
-            new_dist = vmap(pg.dist, in_dims=(None, 0, 0))(policy, adapted, post.obs)
-            kl = ((pg.kl(policy, old_dist, new_dist) * post.mask).sum(-1) / denom).mean()
+            loss = -pg.masked_task_mean(ratio * post.adv, post.mask)
+            new_dist = pg.per_task_dist(policy, adapted, post.obs)
+            kl = pg.masked_task_mean(pg.kl(policy, old_dist, new_dist), post.mask)
             return loss, kl
 
         return objectives
@@ -230,50 +187,18 @@ class MAMLAgent:
         )
 
     # ------------------------------------------------------------------------------ meta-training
-    def meta_train(
-        self,
-        make_env: Callable[[], gym.Env],
-        tasks: Sequence[Task],
-        budget: Budget,
-        *,
-        seed: int,
-        log: Logger,
-    ) -> None:
-        cfg = self.config
-        torch.set_num_threads(cfg.torch_threads)
-        if len(tasks) == 0:
-            raise ValueError("MAML.meta_train needs at least one train task")
-        rng = np.random.default_rng(seed)
-        envs = self.setup(make_env, seed)
-        m = cfg.meta_batch_size
-
-        def iteration() -> dict[str, float]:
-            idx = rng.choice(len(tasks), size=m, replace=len(tasks) < m)
-            return self.meta_iteration(envs, [tasks[int(i)] for i in idx])
-
-        try:  # an upper bound per iteration: episodes may end early
-            per_iteration = 2 * m * self._k * self._horizon
-            pg.run_meta_training(
-                iteration, per_iteration, budget.env_steps, cfg.meta_iterations, lambda: self.iterations, log
-            )
-        finally:
-            for env in envs:
-                env.close()
-        self.begin_trial()
-
     def setup(self, make_env: Callable[[], gym.Env], seed: int) -> list[gym.Env]:
         """Build the policy (initial weights from ``seed``) and the sampling envs (seeded)."""
         cfg = self.config
-        self.generator.manual_seed(seed)
-        probe = make_env()
-        self.spaces = Spaces(probe.observation_space, probe.action_space, "MAML")
-        self._horizon, n_adapt = pg.episode_spec(probe, "MAML")
+        probe, self.spaces, n_adapt = self._probe(make_env, seed)
         self.episodes_per_step = cfg.test_episodes_per_step or max(1, n_adapt // max(1, cfg.test_inner_steps))
         self.policy = make_policy(self.spaces, cfg)
         self.policy.reset_parameters(self.generator)
         self.policy.to(cfg.device)
-        k = self._k = cfg.trajectories_per_task or self.episodes_per_step
-        return pg.make_envs(make_env, probe, pg.n_sampling_envs(cfg.n_envs, k, cfg.meta_batch_size), seed)
+        return self._sampling_envs(make_env, probe, seed)
+
+    def _batches_per_iteration(self) -> int:
+        return 2  # pre- and post-update
 
     def meta_iteration(self, envs: list[gym.Env], tasks: Sequence[Task]) -> dict[str, float]:
         """Sample, adapt per task, sample again, take the TRPO step; returns what to log."""
@@ -291,43 +216,8 @@ class MAMLAgent:
         }
 
     # -------------------------------------------------------------------------------- meta-testing
-    def begin_trial(self) -> None:
-        """Restore the meta-learned parameters; forget the trial's episodes."""
-        self._params = self.meta_params() if self.policy is not None else {}
-        self._steps_taken = 0
-        self._trial = pg.TrialEpisodes()
-        self._last = None
-
-    def act(self, obs: Any, *, explore: bool) -> Any:
-        if self.policy is None or self.spaces is None:
-            raise RuntimeError("MAMLAgent.act called before meta_train or load")
-        x = self.spaces.encode_obs(obs)
-        with torch.no_grad():
-            out = functional_call(self.policy, self._params, (torch.as_tensor(x, device=self.config.device),))
-            if explore:
-                a = pg.sample_actions(self.spaces.discrete, out, self._params.get("log_std"), self.generator)
-            else:
-                a = out.argmax() if self.spaces.discrete else out
-            action = np.asarray(a.cpu().numpy(), np.float32)
-        self._explore = explore
-        self._last = (x, action)
-        return self.spaces.to_env_action(action)
-
-    def observe(self, transition: Transition) -> None:
-        if self._last is None:
-            raise RuntimeError("MAMLAgent.observe called without a preceding act")
-        if self._explore:
-            self._trial.add_step(*self._last, float(transition.reward))
-
-    def end_episode(self) -> None:
-        """After an adaptation episode: keep it; every ``episodes_per_step`` of them, one inner step."""
-        if not self._explore:
-            self._trial.drop_current()
-        self._trial.end()
-        steps_left = self._steps_taken < self.config.test_inner_steps
-        if steps_left and len(self._trial.done) >= self.episodes_per_step:
-            self._params = self._test_step(self._params, self._trial.take())
-            self._steps_taken += 1
+    def _test_steps(self) -> int:
+        return self.config.test_inner_steps
 
     def _test_step(self, params: Params, episodes: list[tuple[np.ndarray, ...]]) -> Params:
         obs, act, rew, mask = pg.stack_episodes(episodes)
@@ -338,38 +228,17 @@ class MAMLAgent:
     # -------------------------------------------------------------------------------- persistence
     def save(self, path: str | Path) -> None:
         """Write the directory ``path``: ``policy.pt`` (state dict) and ``agent.json``."""
-        if self.policy is None or self.spaces is None:
-            raise RuntimeError("MAMLAgent.save called before meta_train")
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
+        path = self._save_agent_json(path)
+        assert self.policy is not None
         torch.save(self.policy.state_dict(), path / "policy.pt")
-        meta = {
-            "config": dataclasses.asdict(self.config),
-            "observation_space": space_to_dict(self.spaces.observation_space),
-            "action_space": space_to_dict(self.spaces.action_space),
-            "episodes_per_step": self.episodes_per_step,
-            "iterations": self.iterations,
-            "generator_state": base64.b64encode(self.generator.get_state().numpy().tobytes()).decode(),
-        }
-        (path / "agent.json").write_text(json.dumps(meta, indent=1))
 
     @classmethod
     def load(cls, path: str | Path) -> MAMLAgent:
-        path = Path(path)
-        meta = json.loads((path / "agent.json").read_text())
-        config = dict(meta["config"])
-        config["hidden_sizes"] = tuple(config["hidden_sizes"])
-        agent = cls(Config(**config))
-        agent.spaces = Spaces(
-            space_from_dict(meta["observation_space"]), space_from_dict(meta["action_space"]), "MAML"
-        )
-        agent.episodes_per_step = int(meta["episodes_per_step"])
-        agent.iterations = int(meta["iterations"])
+        agent, _ = cls._load_agent_json(path, Config)
+        assert agent.spaces is not None
         agent.policy = make_policy(agent.spaces, agent.config)
-        state = torch.load(path / "policy.pt", map_location=agent.config.device, weights_only=True)
+        state = torch.load(Path(path) / "policy.pt", map_location=agent.config.device, weights_only=True)
         agent.policy.load_state_dict(state)
-        gen = np.frombuffer(base64.b64decode(meta["generator_state"]), dtype=np.uint8).copy()
-        agent.generator.set_state(torch.from_numpy(gen))
         agent.begin_trial()
         return agent
 

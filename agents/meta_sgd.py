@@ -40,27 +40,23 @@ seed. ``save`` writes ``model.pt`` (policy and rates, a state dict read back wit
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
 import torch
-from torch.func import functional_call, grad, vmap
+from torch.func import grad, vmap
 
+from metabench.agents.common import pg_agent
 from metabench.agents.common import policy_gradient as pg
 from metabench.agents.common.policy_gradient import Batch, MLPPolicy, Params, Spaces
-from metabench.agents.common.spaces import space_from_dict, space_to_dict
-from metabench.protocol import Budget, Logger, Transition
 from metabench.tasks import Task
 
 
 @dataclasses.dataclass
-class Config:
+class Config(pg_agent.RunSettings):
     """Meta-SGD hyperparameters; defaults are TESP's published ones (see the module docstring)."""
 
     hidden_sizes: tuple[int, ...] = (256, 256)
@@ -86,41 +82,23 @@ class Config:
     gae_lambda: float = 0.97
     baseline_reg: float = 1e-5
     center_advantages: bool = False
-    meta_iterations: int | None = None
-    """Cap on meta-iterations; ``None`` means as many as the budget allows."""
-    n_envs: int = 0
-    """Envs stepped together; 0 means one per trajectory of a meta-batch."""
-    disable_updates: bool = False
-    """Keep θ and α as they are after each outer loop (sampling and inner steps still run). For tests."""
-    torch_threads: int = 1
-    device: str = "cpu"
 
 
 # Tier settings: agents/hyperparams/meta_sgd.toml (metabench.protocol.build_config).
 
 
-class MetaSGDAgent:
+class MetaSGDAgent(pg_agent.PolicyAdaptingAgent):
     """Meta-SGD (see the module docstring)."""
 
-    oracle: ClassVar[bool] = False
+    name = "Meta-SGD"
+    config: Config
 
     def __init__(self, config: Config):
         if config.inner_steps < 1:
             raise ValueError(f"Config.inner_steps must be >= 1, got {config.inner_steps}")
-        self.config = config
-        self.spaces: Spaces | None = None
-        self.policy: MLPPolicy | None = None
+        super().__init__(config)
         self.rates: pg.LearnedRates | None = None
         self.optimizer: torch.optim.Optimizer | None = None
-        self.generator = torch.Generator()
-        self.episodes_per_step = 1
-        self.iterations = 0
-        self._horizon = self._k = 0
-        self._params: Params = {}
-        self._steps_taken = 0
-        self._trial = pg.TrialEpisodes()
-        self._explore = False
-        self._last: tuple[np.ndarray, np.ndarray] | None = None
 
     # ------------------------------------------------------------------------ functional pieces
     def _build(self, spaces: Spaces) -> None:
@@ -132,13 +110,9 @@ class MetaSGDAgent:
         self.rates = pg.LearnedRates(self.policy, cfg.inner_lr).to(cfg.device)
         self.rates.requires_grad_(cfg.learn_inner_lr)
 
-    def meta_params(self) -> Params:
-        assert self.policy is not None
-        return {k: v.detach() for k, v in self.policy.named_parameters()}
-
     def learning_rates(self) -> Params:
         assert self.rates is not None
-        return {k: v.detach() for k, v in self.rates.clipped(self.config.inner_lr_bound).items()}
+        return self.rates.detached(self.config.inner_lr_bound)
 
     def _inner_grad(self, params: Params, obs, act, adv, mask) -> Params:
         def loss(p: Params) -> torch.Tensor:
@@ -151,76 +125,28 @@ class MetaSGDAgent:
         g = self._inner_grad(params, obs, act, adv, mask)
         return pg.sgd_step(params, g, rates), g
 
-    def _batch(self, o: np.ndarray, a: np.ndarray, r: np.ndarray, m: np.ndarray) -> Batch:
-        cfg = self.config
-        return pg.make_batch(
-            o, a, r, m, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda, reg=cfg.baseline_reg,
-            center=cfg.center_advantages, device=cfg.device,
-        )  # fmt: skip
-
     def _sample(self, envs: list[gym.Env], tasks: Sequence[Task], params: Params) -> Batch:
         """Episodes of every task with its own parameters (leading task dimension)."""
-        policy = self.policy
-        assert policy is not None and self.spaces is not None
-
-        def forward(lo: int, hi: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-            p = {name: v[lo:hi] for name, v in params.items()}
-            out = vmap(functional_call, in_dims=(None, 0, 0))(policy, p, (x,))
-            return out, (None if policy.discrete else p["log_std"][:, None, :])
-
-        arrays = pg.sample_episodes(
-            envs, tasks, self._k, self._horizon, self.spaces, forward, self.generator, self.config.device
-        )
-        return self._batch(*arrays)
+        assert self.policy is not None
+        return self._batch(*self._sample_episodes(envs, tasks, pg.per_task_forward(self.policy, params)))
 
     # ------------------------------------------------------------------------------ meta-training
-    def meta_train(
-        self,
-        make_env: Callable[[], gym.Env],
-        tasks: Sequence[Task],
-        budget: Budget,
-        *,
-        seed: int,
-        log: Logger,
-    ) -> None:
-        cfg = self.config
-        torch.set_num_threads(cfg.torch_threads)
-        if len(tasks) == 0:
-            raise ValueError("MetaSGD.meta_train needs at least one train task")
-        rng = np.random.default_rng(seed)
-        envs = self.setup(make_env, seed)
-        m = cfg.meta_batch_size
-
-        def iteration() -> dict[str, float]:
-            idx = rng.choice(len(tasks), size=m, replace=len(tasks) < m)
-            return self.meta_iteration(envs, [tasks[int(i)] for i in idx])
-
-        try:
-            per_iteration = (cfg.inner_steps + 1) * m * self._k * self._horizon
-            pg.run_meta_training(
-                iteration, per_iteration, budget.env_steps, cfg.meta_iterations, lambda: self.iterations, log
-            )
-        finally:
-            for env in envs:
-                env.close()
-        self.begin_trial()
-
     def setup(self, make_env: Callable[[], gym.Env], seed: int) -> list[gym.Env]:
         """Build the policy and rates (initial weights from ``seed``) and the sampling envs (seeded)."""
         cfg = self.config
-        self.generator.manual_seed(seed)
-        probe = make_env()
-        self._horizon, n_adapt = pg.episode_spec(probe, "Meta-SGD")
-        self._build(Spaces(probe.observation_space, probe.action_space, "Meta-SGD"))
+        probe, spaces, n_adapt = self._probe(make_env, seed)
+        self._build(spaces)
         assert self.policy is not None and self.rates is not None
         self.policy.reset_parameters(self.generator)
         self.episodes_per_step = max(1, n_adapt // cfg.inner_steps)
-        k = self._k = cfg.trajectories_per_task or self.episodes_per_step
         params = list(self.policy.parameters()) + (
             list(self.rates.parameters()) if cfg.learn_inner_lr else []
         )
         self.optimizer = torch.optim.Adam(params, lr=cfg.outer_lr)
-        return pg.make_envs(make_env, probe, pg.n_sampling_envs(cfg.n_envs, k, cfg.meta_batch_size), seed)
+        return self._sampling_envs(make_env, probe, seed)
+
+    def _batches_per_iteration(self) -> int:
+        return self.config.inner_steps + 1  # the inner steps' and the post-update one
 
     def meta_iteration(self, envs: list[gym.Env], tasks: Sequence[Task]) -> dict[str, float]:
         """Inner steps on fresh episodes, a post-update batch, TESP's PPO outer loop; returns the log."""
@@ -242,17 +168,16 @@ class MetaSGDAgent:
         post = self._sample(envs, tasks, cur)
         steps += float(post.mask.sum())
         with torch.no_grad():
-            old_dist = vmap(pg.dist, in_dims=(None, 0, 0))(policy, cur, post.obs)
-            old_logp = vmap(pg.log_prob, in_dims=(None, 0, 0, 0))(policy, cur, post.obs, post.act)
-        denom = post.mask.sum(-1).clamp(min=1.0)
+            old_dist = pg.per_task_dist(policy, cur, post.obs)
+            old_logp = pg.per_task_log_prob(policy, cur, post.obs, post.act)
 
         def loss_and_kl() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             clipped = rates.clipped(cfg.inner_lr_bound)
             adapted = {k: p - clipped[k] * total[k] for k, p in policy.named_parameters()}
-            logp = vmap(pg.log_prob, in_dims=(None, 0, 0, 0))(policy, adapted, post.obs, post.act)
+            logp = pg.per_task_log_prob(policy, adapted, post.obs, post.act)
             loss = pg.ppo_clip_loss(logp, old_logp, post.adv, post.mask, cfg.ppo_clip)
-            new_dist = vmap(pg.dist, in_dims=(None, 0, 0))(policy, adapted, post.obs)
-            kl = ((pg.kl(policy, old_dist, new_dist) * post.mask).sum(-1) / denom).mean()
+            new_dist = pg.per_task_dist(policy, adapted, post.obs)
+            kl = pg.masked_task_mean(pg.kl(policy, old_dist, new_dist), post.mask)
             return loss, loss, kl
 
         params = list(policy.parameters()) + list(rates.parameters())
@@ -269,95 +194,35 @@ class MetaSGDAgent:
             "env_steps": steps,
             "pre_update_return": returns[0],
             "post_update_return": float(post.returns.mean()),
-            "mean_abs_rate": float(
-                torch.cat([v.abs().reshape(-1) for v in self.learning_rates().values()]).mean()
-            ),
+            "mean_abs_rate": rates.mean_abs(cfg.inner_lr_bound),
             **stats,
         }
 
     # -------------------------------------------------------------------------------- meta-testing
-    def begin_trial(self) -> None:
-        """Restore the meta-learned parameters; forget the trial's episodes."""
-        self._params = self.meta_params() if self.policy is not None else {}
-        self._steps_taken = 0
-        self._trial = pg.TrialEpisodes()
-        self._last = None
+    def _test_steps(self) -> int:
+        return self.config.inner_steps
 
-    def act(self, obs: Any, *, explore: bool) -> Any:
-        if self.policy is None or self.spaces is None:
-            raise RuntimeError("MetaSGDAgent.act called before meta_train or load")
-        x = self.spaces.encode_obs(obs)
-        with torch.no_grad():
-            out = functional_call(self.policy, self._params, (torch.as_tensor(x, device=self.config.device),))
-            if explore:
-                a = pg.sample_actions(self.spaces.discrete, out, self._params.get("log_std"), self.generator)
-            else:
-                a = out.argmax() if self.spaces.discrete else out
-            action = np.asarray(a.cpu().numpy(), np.float32)
-        self._explore = explore
-        self._last = (x, action)
-        return self.spaces.to_env_action(action)
-
-    def observe(self, transition: Transition) -> None:
-        if self._last is None:
-            raise RuntimeError("MetaSGDAgent.observe called without a preceding act")
-        if self._explore:
-            self._trial.add_step(*self._last, float(transition.reward))
-
-    def end_episode(self) -> None:
-        """After an adaptation episode: keep it; every ``episodes_per_step`` of them, one inner step."""
-        if not self._explore:
-            self._trial.drop_current()
-        self._trial.end()
-        if self._steps_taken < self.config.inner_steps and len(self._trial.done) >= self.episodes_per_step:
-            obs, act, rew, mask = pg.stack_episodes(self._trial.take())
-            b = self._batch(obs, act, rew, mask)
-            new, _ = self.inner_step(
-                self._params, self.learning_rates(), b.obs[0], b.act[0], b.adv[0], b.mask[0]
-            )
-            self._params = {k: v.detach() for k, v in new.items()}
-            self._steps_taken += 1
+    def _test_step(self, params: Params, episodes: list[tuple[np.ndarray, ...]]) -> Params:
+        """The inner step with the learned rates on the trial's last ``episodes_per_step`` episodes."""
+        obs, act, rew, mask = pg.stack_episodes(episodes)
+        b = self._batch(obs, act, rew, mask)
+        new, _ = self.inner_step(params, self.learning_rates(), b.obs[0], b.act[0], b.adv[0], b.mask[0])
+        return {k: v.detach() for k, v in new.items()}
 
     # -------------------------------------------------------------------------------- persistence
     def save(self, path: str | Path) -> None:
         """Write the directory ``path``: ``model.pt`` (policy and rates) and ``agent.json``."""
-        if self.policy is None or self.spaces is None or self.rates is None:
-            raise RuntimeError("MetaSGDAgent.save called before meta_train")
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        state = {f"policy.{k}": v for k, v in self.policy.state_dict().items()}
-        state.update({f"rates.{k}": v for k, v in self.rates.state_dict().items()})
-        torch.save(state, path / "model.pt")
-        meta = {
-            "config": dataclasses.asdict(self.config),
-            "observation_space": space_to_dict(self.spaces.observation_space),
-            "action_space": space_to_dict(self.spaces.action_space),
-            "episodes_per_step": self.episodes_per_step,
-            "iterations": self.iterations,
-            "generator_state": base64.b64encode(self.generator.get_state().numpy().tobytes()).decode(),
-        }
-        (path / "agent.json").write_text(json.dumps(meta, indent=1))
+        path = self._save_agent_json(path, self.rates)
+        pg_agent.save_networks(path / "model.pt", policy=self.policy, rates=self.rates)
 
     @classmethod
     def load(cls, path: str | Path) -> MetaSGDAgent:
-        path = Path(path)
-        meta = json.loads((path / "agent.json").read_text())
-        config = dict(meta["config"])
-        config["hidden_sizes"] = tuple(config["hidden_sizes"])
-        agent = cls(Config(**config))
-        agent._build(
-            Spaces(
-                space_from_dict(meta["observation_space"]), space_from_dict(meta["action_space"]), "Meta-SGD"
-            )
+        agent, _ = cls._load_agent_json(path, Config)
+        assert agent.spaces is not None
+        agent._build(agent.spaces)
+        pg_agent.load_networks(
+            Path(path) / "model.pt", agent.config.device, policy=agent.policy, rates=agent.rates
         )
-        assert agent.policy is not None and agent.rates is not None
-        state = torch.load(path / "model.pt", map_location=agent.config.device, weights_only=True)
-        agent.policy.load_state_dict({k[7:]: v for k, v in state.items() if k.startswith("policy.")})
-        agent.rates.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("rates.")})
-        agent.episodes_per_step = int(meta["episodes_per_step"])
-        agent.iterations = int(meta["iterations"])
-        gen = np.frombuffer(base64.b64decode(meta["generator_state"]), dtype=np.uint8).copy()
-        agent.generator.set_state(torch.from_numpy(gen))
         agent.begin_trial()
         return agent
 

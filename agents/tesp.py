@@ -45,28 +45,24 @@ seed. ``save`` writes ``model.pt`` (policy, encoder and rates: a state dict read
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
-from torch.func import functional_call, grad, vmap
+from torch.func import grad, vmap
 
+from metabench.agents.common import pg_agent
 from metabench.agents.common import policy_gradient as pg
 from metabench.agents.common.policy_gradient import Batch, MLPPolicy, Params, Spaces
-from metabench.agents.common.spaces import space_from_dict, space_to_dict
-from metabench.protocol import Budget, Logger, Transition
 from metabench.tasks import Task
 
 
 @dataclasses.dataclass
-class Config:
+class Config(pg_agent.RunSettings):
     """TESP hyperparameters; defaults are the published ones (see the module docstring)."""
 
     hidden_sizes: tuple[int, ...] = (256, 256)
@@ -94,14 +90,6 @@ class Config:
     gae_lambda: float = 0.97
     baseline_reg: float = 1e-5
     center_advantages: bool = False
-    meta_iterations: int | None = None
-    """Cap on meta-iterations; ``None`` means as many as the budget allows."""
-    n_envs: int = 0
-    """Envs stepped together; 0 means one per trajectory of a meta-batch."""
-    disable_updates: bool = False
-    """Keep all parameters as they are after each outer loop (sampling and inner steps still run)."""
-    torch_threads: int = 1
-    device: str = "cpu"
 
 
 # Tier settings: agents/hyperparams/tesp.toml (metabench.protocol.build_config).
@@ -173,10 +161,11 @@ class EpisodeBuffer:
         return torch.as_tensor(self.seq, device=device), torch.as_tensor(self.mask, device=device)
 
 
-class TESPAgent:
+class TESPAgent(pg_agent.PGAgent):
     """TESP (see the module docstring)."""
 
-    oracle: ClassVar[bool] = False
+    name = "TESP"
+    config: Config
 
     def __init__(self, config: Config):
         if config.inner_steps < 1 or config.buffer_size < 1:
@@ -184,24 +173,15 @@ class TESPAgent:
                 f"Config.inner_steps and Config.buffer_size must be >= 1, got {config.inner_steps} "
                 f"and {config.buffer_size}"
             )
-        self.config = config
-        self.spaces: Spaces | None = None
-        self.policy: MLPPolicy | None = None
+        super().__init__(config)
         self.encoder: Encoder | None = None
         self.rates: pg.LearnedRates | None = None
         self.optimizer: torch.optim.Optimizer | None = None
-        self.generator = torch.Generator()
-        self.episodes_per_step = 1
-        self.iterations = 0
-        self._horizon = self._k = 0
         # meta-test state
         self._phi: Params = {}
         self._buffer: EpisodeBuffer | None = None
         self._e = torch.zeros(0)
         self._batches_done = 0
-        self._trial = pg.TrialEpisodes()
-        self._explore = False
-        self._last: tuple[np.ndarray, ...] | None = None
 
     def _build(self, spaces: Spaces) -> None:
         cfg, sp = self.config, spaces
@@ -225,20 +205,13 @@ class TESPAgent:
 
     def learning_rates(self) -> Params:
         assert self.rates is not None
-        return {k: v.detach() for k, v in self.rates.clipped(self.config.inner_lr_bound).items()}
-
-    def _batch(self, o: np.ndarray, a: np.ndarray, r: np.ndarray, m: np.ndarray) -> Batch:
-        cfg = self.config
-        return pg.make_batch(
-            o, a, r, m, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda, reg=cfg.baseline_reg,
-            center=cfg.center_advantages, device=cfg.device,
-        )  # fmt: skip
+        return self.rates.detached(self.config.inner_lr_bound)
 
     def _dist_features(self, obs: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         """The policy's distribution at each step (mean and log-std, or log-probabilities) on [s, e]."""
         assert self.policy is not None
-        params = {k: v.detach() for k, v in self.policy.named_parameters()}
-        first, second = pg.dist(self.policy, params, torch.cat([obs, e.expand(*obs.shape[:-1], -1)], -1))
+        x = torch.cat([obs, e.expand(*obs.shape[:-1], -1)], -1)
+        first, second = pg.dist(self.policy, self.policy_params(), x)
         return first if self.policy.discrete else torch.cat([first, second], -1)
 
     def _encoder_inputs(self, batch: Batch, e: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -252,18 +225,10 @@ class TESPAgent:
 
     def _sample(self, envs: list[gym.Env], tasks: Sequence[Task], e: torch.Tensor) -> Batch:
         """Episodes of every task acting on ``[s, e_i]``."""
-        policy = self.policy
-        assert policy is not None and self.spaces is not None
-        params = {k: v.detach() for k, v in policy.named_parameters()}
-
-        def forward(lo: int, hi: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-            ctx = e[lo:hi, None, :].expand(-1, x.shape[1], -1)
-            return functional_call(policy, params, (torch.cat([x, ctx], -1),)), params.get("log_std")
-
-        arrays = pg.sample_episodes(
-            envs, tasks, self._k, self._horizon, self.spaces, forward, self.generator, self.config.device
-        )
-        return self._batch(*arrays)
+        assert self.policy is not None
+        context = e[:, None, :].expand(-1, self._k, -1)
+        forward = pg.shared_forward(self.policy, self.policy_params(), context=context)
+        return self._batch(*self._sample_episodes(envs, tasks, forward))
 
     def _inner_grad(self, phi: Params, seq, smask, obs, act, adv, mask) -> Params:
         """∇φ of the policy-gradient loss of one task's batch, through e(φ, buffer) (clipped)."""
@@ -271,62 +236,26 @@ class TESPAgent:
         def loss(p: Params) -> torch.Tensor:
             e = embed(p, seq, smask)
             x = torch.cat([obs, e.expand(obs.shape[0], -1)], -1)
-            return pg.pg_loss(pg.log_prob(self.policy, self._policy_params, x, act), adv, mask)
+            return pg.pg_loss(pg.log_prob(self.policy, self.policy_params(), x, act), adv, mask)
 
         return pg.clip_by_global_norm(grad(loss)(phi), self.config.inner_grad_clip)
 
     # ------------------------------------------------------------------------------ meta-training
-    def meta_train(
-        self,
-        make_env: Callable[[], gym.Env],
-        tasks: Sequence[Task],
-        budget: Budget,
-        *,
-        seed: int,
-        log: Logger,
-    ) -> None:
-        cfg = self.config
-        torch.set_num_threads(cfg.torch_threads)
-        if len(tasks) == 0:
-            raise ValueError("TESP.meta_train needs at least one train task")
-        rng = np.random.default_rng(seed)
-        envs = self.setup(make_env, seed)
-        m = cfg.meta_batch_size
-
-        def iteration() -> dict[str, float]:
-            idx = rng.choice(len(tasks), size=m, replace=len(tasks) < m)
-            return self.meta_iteration(envs, [tasks[int(i)] for i in idx])
-
-        try:  # warm-up, inner-step and post-update batches
-            per_iteration = (cfg.inner_steps + 2) * m * self._k * self._horizon
-            pg.run_meta_training(
-                iteration, per_iteration, budget.env_steps, cfg.meta_iterations, lambda: self.iterations, log
-            )
-        finally:
-            for env in envs:
-                env.close()
-        self.begin_trial()
-
     def setup(self, make_env: Callable[[], gym.Env], seed: int) -> list[gym.Env]:
         """Build policy, encoder and rates (initial weights from ``seed``) and the sampling envs."""
         cfg = self.config
-        self.generator.manual_seed(seed)
-        probe = make_env()
-        self._horizon, n_adapt = pg.episode_spec(probe, "TESP")
-        self._build(Spaces(probe.observation_space, probe.action_space, "TESP"))
+        probe, spaces, n_adapt = self._probe(make_env, seed)
+        self._build(spaces)
         assert self.policy is not None and self.encoder is not None and self.rates is not None
         self.policy.reset_parameters(self.generator)
         self.encoder.reset_parameters(self.generator, cfg.projection_init)
         self.episodes_per_step = max(1, n_adapt // (cfg.inner_steps + 1))
-        k = self._k = cfg.trajectories_per_task or self.episodes_per_step
         params = [*self.policy.parameters(), *self.encoder.parameters(), *self.rates.parameters()]
         self.optimizer = torch.optim.Adam(params, lr=cfg.outer_lr)
-        return pg.make_envs(make_env, probe, pg.n_sampling_envs(cfg.n_envs, k, cfg.meta_batch_size), seed)
+        return self._sampling_envs(make_env, probe, seed)
 
-    @property
-    def _policy_params(self) -> Params:
-        assert self.policy is not None
-        return {k: v.detach() for k, v in self.policy.named_parameters()}
+    def _batches_per_iteration(self) -> int:
+        return self.config.inner_steps + 2  # warm-up, inner-step and post-update batches
 
     def meta_iteration(self, envs: list[gym.Env], tasks: Sequence[Task]) -> dict[str, float]:
         """Warm-up, inner steps on the encoder, post-update batch, TESP's PPO outer loop; returns the log."""
@@ -361,9 +290,8 @@ class TESPAgent:
         n = post.obs.shape[1]
         with torch.no_grad():
             x_old = torch.cat([post.obs, e[:, None, :].expand(-1, n, -1)], -1)
-            old_dist = pg.dist(policy, self._policy_params, x_old)
-            old_logp = pg.log_prob(policy, self._policy_params, x_old, post.act)
-        denom = post.mask.sum(-1).clamp(min=1.0)
+            old_dist = pg.dist(policy, self.policy_params(), x_old)
+            old_logp = pg.log_prob(policy, self.policy_params(), x_old, post.act)
 
         def loss_and_kl() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             clipped = rates.clipped(cfg.inner_lr_bound)
@@ -374,7 +302,7 @@ class TESPAgent:
             policy_loss = pg.ppo_clip_loss(
                 pg.log_prob(policy, params, x, post.act), old_logp, post.adv, post.mask, cfg.ppo_clip
             )
-            kl = ((pg.kl(policy, old_dist, pg.dist(policy, params, x)) * post.mask).sum(-1) / denom).mean()
+            kl = pg.masked_task_mean(pg.kl(policy, old_dist, pg.dist(policy, params, x)), post.mask)
             return policy_loss + cfg.embedding_l2 * emb.pow(2).mean(), policy_loss, kl
 
         stats = pg.ppo_best_iterate(
@@ -392,15 +320,14 @@ class TESPAgent:
             "pre_update_return": returns[1],
             "post_update_return": float(post.returns.mean()),
             "embedding_norm": float(e.norm(dim=-1).mean()),
-            "mean_abs_rate": float(
-                torch.cat([v.abs().reshape(-1) for v in self.learning_rates().values()]).mean()
-            ),
+            "mean_abs_rate": rates.mean_abs(cfg.inner_lr_bound),
             **stats,
         }
 
     # -------------------------------------------------------------------------------- meta-testing
     def begin_trial(self) -> None:
         """Restore the meta-learned encoder; empty buffer (e = 0); forget the trial's episodes."""
+        super().begin_trial()
         cfg = self.config
         self._phi = self.encoder_params() if self.encoder is not None else {}
         if self.spaces is not None:
@@ -408,33 +335,18 @@ class TESPAgent:
             self._buffer = EpisodeBuffer(cfg.buffer_size, 1, self._horizon or 1, in_dim)
         self._e = torch.zeros(cfg.embedding_dim, device=cfg.device)
         self._batches_done = 0
-        self._trial = pg.TrialEpisodes()
-        self._last = None
 
-    def act(self, obs: Any, *, explore: bool) -> Any:
-        if self.policy is None or self.spaces is None:
-            raise RuntimeError("TESPAgent.act called before meta_train or load")
-        x = self.spaces.encode_obs(obs)
-        with torch.no_grad():
-            inp = torch.cat([torch.as_tensor(x, device=self.config.device), self._e])
-            out = self.policy(inp)
-            log_std = getattr(self.policy, "log_std", None)
-            if explore:
-                a = pg.sample_actions(self.spaces.discrete, out, log_std, self.generator)
-            else:
-                a = out.argmax() if self.spaces.discrete else out
-            action = np.asarray(a.cpu().numpy(), np.float32)
-            feats = torch.log_softmax(out, -1) if self.spaces.discrete else torch.cat([out, log_std])
-        self._explore = explore
-        self._last = (x, action, feats.cpu().numpy())
-        return self.spaces.to_env_action(action)
+    def _policy_outputs(self, obs: torch.Tensor, explore: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        assert self.policy is not None
+        return self.policy(torch.cat([obs, self._e])), getattr(self.policy, "log_std", None)
 
-    def observe(self, transition: Transition) -> None:
-        if self._last is None:
-            raise RuntimeError("TESPAgent.observe called without a preceding act")
-        if self._explore:
-            x, action, feats = self._last
-            self._trial.add_step(x, action, float(transition.reward), feats)
+    def _step_record(self, out: torch.Tensor, log_std: torch.Tensor | None) -> tuple[np.ndarray, ...]:
+        """The policy's distribution at the step (an encoder input)."""
+        assert self.spaces is not None
+        if self.spaces.discrete:
+            return (torch.log_softmax(out, -1).cpu().numpy(),)
+        assert log_std is not None
+        return (torch.cat([out, log_std]).cpu().numpy(),)
 
     def end_episode(self) -> None:
         """Warm-up batch, then an encoder step per batch, then leftover episodes into the buffer."""
@@ -468,48 +380,17 @@ class TESPAgent:
     # -------------------------------------------------------------------------------- persistence
     def save(self, path: str | Path) -> None:
         """Write the directory ``path``: ``model.pt`` (policy, encoder, rates) and ``agent.json``."""
-        if self.policy is None or self.spaces is None or self.encoder is None or self.rates is None:
-            raise RuntimeError("TESPAgent.save called before meta_train")
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        state = {f"policy.{k}": v for k, v in self.policy.state_dict().items()}
-        state.update({f"encoder.{k}": v for k, v in self.encoder.state_dict().items()})
-        state.update({f"rates.{k}": v for k, v in self.rates.state_dict().items()})
-        torch.save(state, path / "model.pt")
-        meta = {
-            "config": dataclasses.asdict(self.config),
-            "observation_space": space_to_dict(self.spaces.observation_space),
-            "action_space": space_to_dict(self.spaces.action_space),
-            "episodes_per_step": self.episodes_per_step,
-            "horizon": self._horizon,
-            "iterations": self.iterations,
-            "generator_state": base64.b64encode(self.generator.get_state().numpy().tobytes()).decode(),
-        }
-        (path / "agent.json").write_text(json.dumps(meta, indent=1))
+        path = self._save_agent_json(path, self.encoder, self.rates, horizon=self._horizon)
+        pg_agent.save_networks(path / "model.pt", policy=self.policy, encoder=self.encoder, rates=self.rates)
 
     @classmethod
     def load(cls, path: str | Path) -> TESPAgent:
-        path = Path(path)
-        meta = json.loads((path / "agent.json").read_text())
-        config = dict(meta["config"])
-        config["hidden_sizes"] = tuple(config["hidden_sizes"])
-        agent = cls(Config(**config))
-        agent._build(
-            Spaces(space_from_dict(meta["observation_space"]), space_from_dict(meta["action_space"]), "TESP")
-        )
-        assert agent.policy is not None and agent.encoder is not None and agent.rates is not None
-        state = torch.load(path / "model.pt", map_location=agent.config.device, weights_only=True)
-        for prefix, module in (
-            ("policy.", agent.policy),
-            ("encoder.", agent.encoder),
-            ("rates.", agent.rates),
-        ):
-            module.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
-        agent.episodes_per_step = int(meta["episodes_per_step"])
+        agent, meta = cls._load_agent_json(path, Config)
+        assert agent.spaces is not None
+        agent._build(agent.spaces)
+        networks = {"policy": agent.policy, "encoder": agent.encoder, "rates": agent.rates}
+        pg_agent.load_networks(Path(path) / "model.pt", agent.config.device, **networks)
         agent._horizon = int(meta["horizon"])
-        agent.iterations = int(meta["iterations"])
-        gen = np.frombuffer(base64.b64decode(meta["generator_state"]), dtype=np.uint8).copy()
-        agent.generator.set_state(torch.from_numpy(gen))
         agent.begin_trial()
         return agent
 

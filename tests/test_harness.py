@@ -336,12 +336,15 @@ def test_agent_imports_are_hashed_transitively() -> None:
     assert modules("explicit_context.py") == {"metabench.agents.no_context": sha("no_context.py")}
     for name in ("rl2", "random_agent"):
         assert modules(f"{name}.py") == {"metabench.agents.common.spaces": sha("common/spaces.py")}
-    # MAML's sampler, baseline and inner step live in agents/common/policy_gradient.py (shared with
-    # Meta-SGD, MAESN and TESP), which imports the package and spaces in turn.
+    # MAML's sampler, baseline and inner step live in agents/common/policy_gradient.py and its agent
+    # shell in agents/common/pg_agent.py (shared with Meta-SGD, MAESN and TESP), which import the
+    # package and spaces in turn.
     assert modules("maml.py") == {
         "metabench.agents.common": sha("common/__init__.py"),
+        "metabench.agents.common.pg_agent": sha("common/pg_agent.py"),
         "metabench.agents.common.policy_gradient": sha("common/policy_gradient.py"),
         "metabench.agents.common.spaces": sha("common/spaces.py"),
     }
-    assert modules("pearl.py") == {}
+    # rlkit's MLP and the product of Gaussians, shared with CEMRL
+    assert modules("pearl.py") == {"metabench.agents.common.nets": sha("common/nets.py")}
     assert agent_imports_sha256("no/such/agent.py") == {}

@@ -3,51 +3,22 @@ save/load, learnability."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
-import metabench
 from metabench.agents import maesn
-from metabench.harness import Budget
-from metabench.protocol import Transition, build_config
 
-from .helpers import RecordingLogger, budgeted_env_factory
+from .helpers import assert_round_trip_acts_identically, budgeted_env_factory, play_trial, train_agent
 
 POINT = "metabench/PointNav-v0"
 
 
 def train(env_id: str = POINT, budget: int = 1_000, tier: str = "smoke", **overrides) -> maesn.MAESNAgent:
-    config = dataclasses.replace(build_config(maesn, tier), **overrides)
-    agent = maesn.make_agent(config)
-    factory = budgeted_env_factory(env_id, budget)
-    agent.meta_train(factory, metabench.tasks(env_id, "train"), Budget(budget), seed=0, log=RecordingLogger())
-    assert 0 < factory.counter.steps <= budget
-    return agent
-
-
-def play_trial(agent, env_id: str, task_index: int, n_adapt: int, n_eval: int, seed: int = 0) -> list[float]:
-    """One harness trial on a test task; returns the episodes' returns."""
-    env = gym.make(env_id)
-    task = metabench.tasks(env_id, "test")[task_index]
-    agent.begin_trial()
-    returns = []
-    for ep in range(n_adapt + n_eval):
-        obs, _ = env.reset(seed=seed + ep, options={"task": task})
-        done, total = False, 0.0
-        while not done:
-            action = agent.act(obs, explore=ep < n_adapt)
-            nxt, reward, term, trunc, info = env.step(action)
-            agent.observe(Transition(obs, action, float(reward), nxt, term, trunc, info))
-            obs, done, total = nxt, term or trunc, total + float(reward)
-        agent.end_episode()
-        returns.append(total)
-    return returns
+    return train_agent(maesn, env_id, budget, tier, **overrides)
 
 
 @pytest.fixture(scope="module")
@@ -72,22 +43,17 @@ def test_meta_test_adapts_only_the_latent_distribution(point_agent):
     before = {k: v.clone() for k, v in agent.policy.state_dict().items()}
     latents = {k: v.clone() for k, v in agent.latents.state_dict().items()}
     assert agent.episodes_per_step == 10  # PointNav's n_adapt, one latent step
-    env, task = gym.make(POINT), metabench.tasks(POINT, "test")[0]
     agent.begin_trial()
     assert torch.equal(agent._mean, torch.zeros(2)) and torch.equal(
         agent._log_std, torch.zeros(2)
     )  # the prior
     zs, dists = [], []
-    for ep in range(13):
-        obs, _ = env.reset(seed=ep, options={"task": task})
-        for _ in range(20):
-            action = agent.act(obs, explore=ep < 10)
-            nxt, r, term, trunc, info = env.step(action)
-            agent.observe(Transition(obs, action, float(r), nxt, term, trunc, info))
-            obs = nxt
+
+    def record(ep: int) -> None:  # after each episode (end_episode leaves its z as it was)
         zs.append(agent._z.clone())
-        agent.end_episode()
         dists.append((agent._mean.clone(), agent._log_std.clone()))
+
+    play_trial(agent, POINT, 0, 10, 3, after=record)
     assert len({tuple(z.tolist()) for z in zs[:10]}) == 10  # one z per exploration episode
     assert all(torch.equal(dists[i][0], torch.zeros(2)) for i in range(9))
     assert not torch.equal(dists[9][0], torch.zeros(2))  # the latent step after the 10th episode
@@ -107,10 +73,7 @@ def test_meta_training_moves_policy_latents_and_step_sizes(point_agent):
 
 
 def test_save_load_round_trip_acts_identically(point_agent, tmp_path: Path):
-    point_agent.save(tmp_path / "a")
-    loaded = maesn.MAESNAgent.load(tmp_path / "a")
-    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["agent.json", "model.pt"]
-    assert play_trial(point_agent, POINT, 1, 10, 3) == play_trial(loaded, POINT, 1, 10, 3)
+    assert_round_trip_acts_identically(point_agent, tmp_path / "a", ["agent.json", "model.pt"], POINT)
 
 
 def test_discrete_actions_on_bandit():

@@ -3,7 +3,6 @@ meta-test, save/load, learnability."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import gymnasium as gym
@@ -11,13 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-import metabench
 from metabench.agents import maml, meta_sgd
 from metabench.agents.common.policy_gradient import Spaces
-from metabench.harness import Budget
-from metabench.protocol import Transition, build_config
 
-from .helpers import RecordingLogger, budgeted_env_factory
+from .helpers import assert_round_trip_acts_identically, play_trial, train_agent
 
 POINT = "metabench/PointNav-v0"
 
@@ -25,31 +21,7 @@ POINT = "metabench/PointNav-v0"
 def train(
     env_id: str = POINT, budget: int = 1_000, tier: str = "smoke", **overrides
 ) -> meta_sgd.MetaSGDAgent:
-    config = dataclasses.replace(build_config(meta_sgd, tier), **overrides)
-    agent = meta_sgd.make_agent(config)
-    factory = budgeted_env_factory(env_id, budget)
-    agent.meta_train(factory, metabench.tasks(env_id, "train"), Budget(budget), seed=0, log=RecordingLogger())
-    assert 0 < factory.counter.steps <= budget
-    return agent
-
-
-def play_trial(agent, env_id: str, task_index: int, n_adapt: int, n_eval: int, seed: int = 0) -> list[float]:
-    """One harness trial on a test task; returns the episodes' returns."""
-    env = gym.make(env_id)
-    task = metabench.tasks(env_id, "test")[task_index]
-    agent.begin_trial()
-    returns = []
-    for ep in range(n_adapt + n_eval):
-        obs, _ = env.reset(seed=seed + ep, options={"task": task})
-        done, total = False, 0.0
-        while not done:
-            action = agent.act(obs, explore=ep < n_adapt)
-            nxt, reward, term, trunc, info = env.step(action)
-            agent.observe(Transition(obs, action, float(reward), nxt, term, trunc, info))
-            obs, done, total = nxt, term or trunc, total + float(reward)
-        agent.end_episode()
-        returns.append(total)
-    return returns
+    return train_agent(meta_sgd, env_id, budget, tier, **overrides)
 
 
 @pytest.fixture(scope="module")
@@ -91,18 +63,12 @@ def test_with_rates_frozen_at_init_the_inner_step_is_mamls():
 def test_meta_test_takes_three_inner_steps_then_evaluates_without_adapting(point_agent):
     agent = point_agent
     assert agent.episodes_per_step == 3  # PointNav's n_adapt 10 over 3 inner steps
-    env, task = gym.make(POINT), metabench.tasks(POINT, "test")[0]
-    agent.begin_trial()
     snapshots = []
-    for ep in range(13):
-        obs, _ = env.reset(seed=ep, options={"task": task})
-        for _ in range(20):
-            action = agent.act(obs, explore=ep < 10)
-            nxt, r, term, trunc, info = env.step(action)
-            agent.observe(Transition(obs, action, float(r), nxt, term, trunc, info))
-            obs = nxt
-        agent.end_episode()
+
+    def record(ep: int) -> None:
         snapshots.append(agent._params["net.0.weight"].clone())
+
+    play_trial(agent, POINT, 0, 10, 3, after=record)
     changed = [i for i in range(1, 13) if not torch.equal(snapshots[i], snapshots[i - 1])]
     assert changed == [2, 5, 8] and agent._steps_taken == 3  # after episodes 3, 6, 9; not in evaluation
     agent.begin_trial()
@@ -110,10 +76,7 @@ def test_meta_test_takes_three_inner_steps_then_evaluates_without_adapting(point
 
 
 def test_save_load_round_trip_acts_identically(point_agent, tmp_path: Path):
-    point_agent.save(tmp_path / "a")
-    loaded = meta_sgd.MetaSGDAgent.load(tmp_path / "a")
-    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["agent.json", "model.pt"]
-    assert play_trial(point_agent, POINT, 1, 10, 3) == play_trial(loaded, POINT, 1, 10, 3)
+    assert_round_trip_acts_identically(point_agent, tmp_path / "a", ["agent.json", "model.pt"], POINT)
 
 
 def test_discrete_actions_on_bandit():

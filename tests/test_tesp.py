@@ -3,52 +3,21 @@ mapping of warm-up and inner-step batches onto the trial's exploration episodes,
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
-import metabench
 from metabench.agents import tesp
-from metabench.harness import Budget
-from metabench.protocol import Transition, build_config
 
-from .helpers import RecordingLogger, budgeted_env_factory
+from .helpers import assert_round_trip_acts_identically, play_trial, train_agent
 
 POINT = "metabench/PointNav-v0"
 
 
 def train(env_id: str = POINT, budget: int = 1_000, tier: str = "smoke", **overrides) -> tesp.TESPAgent:
-    config = dataclasses.replace(build_config(tesp, tier), **overrides)
-    agent = tesp.make_agent(config)
-    factory = budgeted_env_factory(env_id, budget)
-    agent.meta_train(factory, metabench.tasks(env_id, "train"), Budget(budget), seed=0, log=RecordingLogger())
-    assert 0 < factory.counter.steps <= budget
-    return agent
-
-
-def play_trial(agent, env_id: str, task_index: int, n_adapt: int, n_eval: int, seed: int = 0, after=None):
-    """One harness trial on a test task; returns the episodes' returns (``after(ep)`` runs after each)."""
-    env = gym.make(env_id)
-    task = metabench.tasks(env_id, "test")[task_index]
-    agent.begin_trial()
-    returns = []
-    for ep in range(n_adapt + n_eval):
-        obs, _ = env.reset(seed=seed + ep, options={"task": task})
-        done, total = False, 0.0
-        while not done:
-            action = agent.act(obs, explore=ep < n_adapt)
-            nxt, reward, term, trunc, info = env.step(action)
-            agent.observe(Transition(obs, action, float(reward), nxt, term, trunc, info))
-            obs, done, total = nxt, term or trunc, total + float(reward)
-        agent.end_episode()
-        returns.append(total)
-        if after is not None:
-            after(ep)
-    return returns
+    return train_agent(tesp, env_id, budget, tier, **overrides)
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +61,7 @@ def test_the_inner_gradient_reaches_only_the_encoder(point_agent):
     phi_leaf = {k: v.clone().requires_grad_(True) for k, v in phi.items()}
     e = tesp.embed(phi_leaf, seq[0], smask[0])
     x = torch.cat([obs, e.expand(40, -1)], -1)
-    loss = tesp.pg.pg_loss(tesp.pg.log_prob(agent.policy, agent._policy_params, x, act), adv, mask)
+    loss = tesp.pg.pg_loss(tesp.pg.log_prob(agent.policy, agent.policy_params(), x, act), adv, mask)
     loss.backward()
     assert all(p.grad is None for p in policy_params.values())
     # and a meta-test trial changes the encoder, never the policy
@@ -119,10 +88,7 @@ def test_warm_up_and_inner_step_batches_map_onto_the_exploration_episodes(point_
 
 
 def test_save_load_round_trip_acts_identically(point_agent, tmp_path: Path):
-    point_agent.save(tmp_path / "a")
-    loaded = tesp.TESPAgent.load(tmp_path / "a")
-    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["agent.json", "model.pt"]
-    assert play_trial(point_agent, POINT, 1, 10, 3) == play_trial(loaded, POINT, 1, 10, 3)
+    assert_round_trip_acts_identically(point_agent, tmp_path / "a", ["agent.json", "model.pt"], POINT)
 
 
 def test_discrete_actions_on_tabular_mdp():

@@ -8,14 +8,18 @@ What is the same in all four, written once:
   MLP with a state-independent learned log-std, or a categorical MLP; parameters are passed as a dict
   (``torch.func.functional_call``) so that inner steps stay differentiable.
 * :func:`sample_episodes`: every task × trajectory of a meta-batch stepped together, the policy called
-  once per time step for all of them (per-task parameters through ``vmap``, or a per-episode context).
+  once per time step for all of them (:func:`per_task_forward`: per-task parameters through ``vmap``;
+  :func:`shared_forward`: one set of parameters, optionally with a per-episode context).
 * :func:`linear_baseline` and :func:`make_batch`: rllab/garage's ``LinearFeatureBaseline`` fitted per
   task, GAE, optional centring.
 * the inner step: :func:`pg_loss`, :func:`clip_by_global_norm`, :func:`sgd_step` (a scalar rate, or one
   rate per parameter entry as in Meta-SGD/TESP).
 * the outer steps: :func:`trpo_step` (MAML, MAESN) and :func:`ppo_best_iterate` (TESP's first-order
-  PPO loop, used by Meta-SGD and TESP).
+  PPO loop, used by Meta-SGD and TESP), with :func:`masked_task_mean` for their losses and KLs.
 * :class:`TrialEpisodes`: the exploration episodes of a meta-test trial, as padded arrays.
+
+The agent shell around these (the meta-training loop, ``act``/``observe``, ``save``/``load``) is
+``agents/common/pg_agent.py``.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from torch import nn
-from torch.func import functional_call
+from torch.func import functional_call, vmap
 
 from metabench.tasks import Task
 
@@ -163,6 +167,18 @@ def kl(policy: MLPPolicy, old: tuple[torch.Tensor, torch.Tensor], new: tuple[tor
     return (s1 - s0 + ((2 * s0).exp() + (m0 - m1).pow(2)) / (2 * (2 * s1).exp()) - 0.5).sum(-1)
 
 
+def per_task_log_prob(
+    policy: MLPPolicy, params: Params, obs: torch.Tensor, act: torch.Tensor
+) -> torch.Tensor:
+    """:func:`log_prob` with per-task parameters: a leading task dimension on all of the arguments."""
+    return vmap(log_prob, in_dims=(None, 0, 0, 0))(policy, params, obs, act)
+
+
+def per_task_dist(policy: MLPPolicy, params: Params, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`dist` with per-task parameters: a leading task dimension on all of the arguments."""
+    return vmap(dist, in_dims=(None, 0, 0))(policy, params, obs)
+
+
 def sample_actions(
     discrete: bool, out: torch.Tensor, log_std: torch.Tensor | None, generator: torch.Generator
 ) -> torch.Tensor:
@@ -179,6 +195,29 @@ def sample_actions(
 #: ``forward(lo, hi, x)``: the policy's outputs for the tasks ``lo:hi`` of a meta-batch on observations
 #: ``x`` of shape (hi - lo, K, obs_dim), and the log-std broadcastable to them (None for Discrete).
 Forward = Callable[[int, int, torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]
+
+
+def per_task_forward(policy: MLPPolicy, params: Params) -> Forward:
+    """Each task acting with its own parameters: ``params`` with a leading task dimension."""
+
+    def forward(lo: int, hi: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        p = {name: v[lo:hi] for name, v in params.items()}
+        out = vmap(functional_call, in_dims=(None, 0, 0))(policy, p, (x,))
+        return out, (None if policy.discrete else p["log_std"][:, None, :])
+
+    return forward
+
+
+def shared_forward(policy: MLPPolicy, params: Params, context: torch.Tensor | None = None) -> Forward:
+    """Every task acting with ``params``, on ``[s, context[i, j]]`` in episode j of task i when a
+    ``context`` (tasks, K, d) is given."""
+
+    def forward(lo: int, hi: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if context is not None:
+            x = torch.cat([x, context[lo:hi]], -1)
+        return functional_call(policy, params, (x,)), params.get("log_std")
+
+    return forward
 
 
 def sample_episodes(
@@ -354,6 +393,14 @@ class LearnedRates(nn.Module):
     def clipped(self, bound: float) -> Params:
         return {n: v.clamp(-bound, bound) for n, v in zip(self.names, self.values, strict=True)}
 
+    def detached(self, bound: float) -> Params:
+        """:meth:`clipped`, detached: the rates of an inner step that is not differentiated."""
+        return {n: v.detach() for n, v in self.clipped(bound).items()}
+
+    def mean_abs(self, bound: float) -> float:
+        """The mean absolute rate as used (clipped), for the logs."""
+        return float(torch.cat([v.abs().reshape(-1) for v in self.detached(bound).values()]).mean())
+
 
 def sgd_step(params: Params, grads: Params, lr: float | Params) -> Params:
     """θ − α ⊙ g for the entries of ``grads``: one rate, or one per parameter entry (a dict)."""
@@ -451,13 +498,18 @@ def trpo_step(
     }
 
 
+def masked_task_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The mean over tasks of the per-task mean of ``x`` over the real steps; (tasks, N) inputs."""
+    return ((x * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).mean()
+
+
 def ppo_clip_loss(
     logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor, clip: float
 ) -> torch.Tensor:
     """PPO's clipped surrogate, −mean over tasks of the per-task mean over real steps; (tasks, N) inputs."""
     ratio = (logp - old_logp).exp()
     surr = torch.minimum(ratio * adv, ratio.clamp(1 - clip, 1 + clip) * adv)
-    return -((surr * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).mean()
+    return -masked_task_mean(surr, mask)
 
 
 def ppo_best_iterate(
