@@ -284,6 +284,7 @@ def main(
     background: bool = False,
     stop: bool = False,
     only: Sequence[str] = (),
+    seeds: Sequence[int] = (),
 ) -> int:
     plan = load_plan(plan_path)
     pid_file, log_file = plan.out_dir / "campaign.pid", plan.out_dir / "campaign.log"
@@ -291,7 +292,7 @@ def main(
         return _stop(pid_file)
     if jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {jobs}")
-    units = [u for u in plan.units if not only or agent_name(u.agent) in only or u.env_id in only]
+    units = select(plan, only, seeds)
     states = {u: unit_state(plan, u) for u in units}
     todo = [u for u in units if states[u] != "done"]
     counts = {s: sum(v == s for v in states.values()) for s in ("done", "stale", "error", "missing")}
@@ -311,7 +312,7 @@ def main(
     if not todo:
         return 0
     if background:
-        return _detach(plan_path, jobs, commit, only, pid_file, log_file)
+        return _detach(plan_path, jobs, commit, only, seeds, pid_file, log_file)
     runner = Runner(plan, jobs, commit, say=lambda line: print(line, flush=True))
     signal.signal(signal.SIGTERM, runner.stop)
     try:
@@ -323,8 +324,43 @@ def main(
     return status
 
 
+def select(plan: Plan, only: Sequence[str] = (), seeds: Sequence[int] = ()) -> list[CampaignUnit]:
+    """The plan's units that ``only`` and ``seeds`` name, in plan order. ``only`` holds agent file stems,
+    env ids and group names: a unit is kept when it matches one of each kind given (agents ``maml`` and
+    ``rl2`` with group ``headline``: those two agents' headline units). Unknown names are refused."""
+    kinds = {
+        "agent": {agent_name(u.agent) for u in plan.units},
+        "env": {u.env_id for u in plan.units},
+        "group": {u.group for u in plan.units},
+    }
+    wanted: dict[str, set[str]] = {}
+    for name in only:
+        kind = next((k for k, names in kinds.items() if name in names), None)
+        if kind is None:
+            raise UsageError(
+                f"--only {name!r} names no agent, env id or group of {plan.path}; "
+                f"its groups: {', '.join(sorted(kinds['group']))}"
+            )
+        wanted.setdefault(kind, set()).add(name)
+    bad = sorted(set(seeds) - {u.seed for u in plan.units})
+    if bad:
+        raise UsageError(f"--seeds {bad[0]} is not a seed of {plan.path}")
+
+    def keep(u: CampaignUnit) -> bool:
+        values = {"agent": agent_name(u.agent), "env": u.env_id, "group": u.group}
+        return all(values[k] in names for k, names in wanted.items()) and (not seeds or u.seed in seeds)
+
+    return [u for u in plan.units if keep(u)]
+
+
 def _detach(
-    plan_path: str, jobs: int, commit: bool, only: Sequence[str], pid_file: Path, log_file: Path
+    plan_path: str,
+    jobs: int,
+    commit: bool,
+    only: Sequence[str],
+    seeds: Sequence[int],
+    pid_file: Path,
+    log_file: Path,
 ) -> int:
     if pid_file.is_file() and _alive(int(pid_file.read_text().strip() or 0)):
         raise UsageError(f"a campaign is already running (pid file {pid_file}); stop it with --stop")
@@ -332,6 +368,8 @@ def _detach(
     cmd += ["--commit"] if commit else []
     for item in only:
         cmd += ["--only", item]
+    if seeds:
+        cmd += ["--seeds", ",".join(map(str, seeds))]
     with open(log_file, "a") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     pid_file.write_text(f"{proc.pid}\n")

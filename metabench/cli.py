@@ -225,6 +225,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 def _cmd_campaign(args: argparse.Namespace) -> int:
     from metabench.campaign import main as campaign_main
+    from metabench.harness import parse_seeds
 
     return campaign_main(
         args.plan,
@@ -234,6 +235,7 @@ def _cmd_campaign(args: argparse.Namespace) -> int:
         background=args.background,
         stop=args.stop,
         only=args.only,
+        seeds=parse_seeds(args.seeds) if args.seeds else (),
     )
 
 
@@ -365,8 +367,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--background", action="store_true", help="detach; log and pid file beside the plan")
     p.add_argument("--stop", action="store_true", help="stop a campaign started with --background")
     p.add_argument(
-        "--only", action="append", default=[], metavar="NAME", help="only this agent (file stem) or env id"
+        "--only",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="only this agent (file stem), env id or plan group; repeatable (one of each kind must match)",
     )
+    p.add_argument("--seeds", default="", help="only these seeds: a range 0-4, a list 0,2 or one seed")
     p.set_defaults(func=_cmd_campaign)
 
     p = sub.add_parser(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from metabench.campaign import load_plan, main, unit_record, unit_state
+from metabench.campaign import load_plan, main, select, unit_record, unit_state
 from metabench.harness import UsageError, git_state
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,6 +47,23 @@ def test_bad_plans_are_one_line_errors(tmp_path, body, expected):
     path.write_text(body)
     with pytest.raises(UsageError, match=expected):
         load_plan(path)
+
+
+def test_only_and_seeds_select_units_of_each_kind_named() -> None:
+    """Agents, env ids and groups combine as "one of each kind given"; unknown names are refused."""
+    plan = load_plan(ROOT / "leaderboards" / "ci" / "campaign.toml")
+    picked = select(plan, ["maml", "rl2", "headline"], [0])
+    assert {u.group for u in picked} == {"headline"} and {u.seed for u in picked} == {0}
+    assert {u.agent.split("/")[-1] for u in picked} == {"maml.py", "rl2.py"}
+    assert len(picked) == 2 * len({u.env_id for u in plan.units if u.group == "headline"})
+    assert select(plan, ["metabench/PointNav-v0"], [1, 2]) == [
+        u for u in plan.units if u.env_id == "metabench/PointNav-v0" and u.seed in (1, 2)
+    ]
+    assert select(plan) == list(plan.units)
+    with pytest.raises(UsageError, match="names no agent, env id or group"):
+        select(plan, ["mamll"])
+    with pytest.raises(UsageError, match="--seeds 99 is not a seed"):
+        select(plan, seeds=[99])
 
 
 def test_run_resume_and_stale(tmp_path, capsys):
