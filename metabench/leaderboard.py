@@ -10,6 +10,11 @@ tier) found in the records:
 
 and ``overall.csv`` plus ``README.md`` (the overall table, every family's table, links).
 
+Beside the agents, the **published figures** of :data:`PUBLISHED_FILE` (``leaderboards/published.toml``):
+where an agent's paper prints a number on one of our families, that number, what it measures, the env
+steps it took and how the paper's setting differs (see :func:`load_published`). They appear in the
+headline table's cells, in a table under the family's table, and all together in ``README.md``.
+
 What the numbers are (all from the ``test`` split unless a column names another):
 
 * per task and run: **zero-shot return** (adaptation episode 0), **final return** (mean of the
@@ -31,11 +36,11 @@ What the numbers are (all from the ``test`` split unless a column names another)
   :data:`FULL_BUDGET` (such a row is not at equal budget), seeds (ok runs), errors (error records,
   counted and listed, never used in a statistic), and mean wall time.
 
-The output is a pure function of the records: no clock, no absolute path, no host name; the bootstrap
-has a fixed seed, numbers are printed with fixed precision, PNGs are drawn with matplotlib's default
-style (the user's matplotlibrc is ignored) and saved without metadata. Regenerating from the same
-records gives the same bytes, which ``--check`` verifies: it renders into memory and names every file
-in ``OUT_DIR`` that differs, is missing or is stale.
+The output is a pure function of the records and the published figures: no clock, no absolute path,
+no host name; the bootstrap has a fixed seed, numbers are printed with fixed precision, PNGs are drawn
+with matplotlib's default style (the user's matplotlibrc is ignored) and saved without metadata.
+Regenerating from the same records and figures gives the same bytes, which ``--check`` verifies: it
+renders into memory and names every file in ``OUT_DIR`` that differs, is missing or is stale.
 
 CI's reproduction check (``python -m metabench.leaderboard verify COMMITTED_DIR NEW_RECORDS...``, see
 :func:`verify`): a freshly rerun record must have its primary score (the IQM over its test tasks) inside
@@ -49,6 +54,7 @@ import dataclasses
 import io
 import math
 import sys
+import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -264,9 +270,172 @@ CI_TIER_NOTE = (
     "What the ci tier can and cannot show: every agent gets the same small budget (the family's `ci` "
     "budget, 10^5 to 2x10^5 env steps, sized so that a unit fits 30 minutes on one core), so the "
     "tables rank methods at equal, small budgets and show whether each one adapts at all. They cannot "
-    "show where a method ends up: the papers' numbers took 10^6 to 10^8 env steps (the `standard` tier), "
-    "and on-policy methods (MAML, RL², and their kin) are furthest from them at these budgets."
+    "show where a method ends up. On-policy methods (MAML, RL², Meta-SGD, MAESN, TESP) at these budgets "
+    "are far from their published numbers, which took 10^7–10^8 steps; the papers' budgets are the "
+    "`standard` tier. Where a paper prints a number on one of our families it is shown beside the agent "
+    "with its budget and how its setting differs (Published figures, below): a distance to read, not a "
+    "score the ci tier is expected to reach."
 )
+
+
+# ------------------------------------------------------------------------------- published figures
+#: Published figures shown beside the agents (docs/leaderboard.md): one ``[[figure]]`` per (agent, env id).
+PUBLISHED_FILE = Path(__file__).resolve().parents[1] / "leaderboards" / "published.toml"
+#: The agent files an entry's ``agent`` must name (``agents/<agent>.py``).
+AGENTS_DIR = Path(__file__).resolve().parents[1] / "agents"
+PUBLISHED_KEYS = {
+    "agent": str,
+    "env_id": str,
+    "value": float,
+    "metric": str,
+    "budget": (int, str),
+    "source": str,
+    "url": str,
+    "note": str,
+}
+PUBLISHED_OPTIONAL = {"read_off": str}
+
+
+class PublishedError(RecordError):
+    """A published-figures file that does not parse, or an entry that is malformed or names an agent or
+    env id that does not exist; the one-line message names the entry. (A RecordError, so that
+    ``metabench leaderboard`` reports it as its other input errors.)"""
+
+
+@dataclasses.dataclass(frozen=True)
+class Published:
+    """One figure a paper prints for an agent on one of our families."""
+
+    agent: str
+    env_id: str
+    value: float  # in the units of our tables (success rates as fractions)
+    metric: str
+    budget: int | str  # env steps of meta-training, or why the source does not state them
+    source: str
+    url: str
+    note: str  # how the paper's setting differs from our family
+    read_off: str = ""  # the figure the value was read off; "" where it is printed
+
+    @property
+    def value_text(self) -> str:
+        text = f"{self.value:g}"
+        return f"≈ {text} (read off {self.read_off})" if self.read_off else text
+
+    @property
+    def budget_text(self) -> str:
+        return f"{self.budget:,} env steps" if isinstance(self.budget, int) else self.budget
+
+    @property
+    def cell(self) -> str:
+        """The figure with its budget, for a table cell."""
+        if isinstance(self.budget, int):
+            return f"{self.value_text} after {self.budget_text}"
+        return f"{self.value_text}; budget {self.budget_text}"
+
+
+def known_agents(agents_dir: Path = AGENTS_DIR) -> set[str]:
+    """The agents an entry may name: the stems of ``agents/*.py``."""
+    return {p.stem for p in agents_dir.glob("*.py") if not p.name.startswith("_")}
+
+
+def known_env_ids() -> set[str]:
+    """The env ids an entry may name: metabench's registered ids and its transfer suites."""
+    from metabench.suites import suite_names
+    from metabench.tasks import metabench_ids
+
+    return set(metabench_ids()) | set(suite_names())
+
+
+def _published_entry(path: Path, index: int, raw: Any, agents: set[str], env_ids: set[str]) -> Published:
+    """One ``[[figure]]`` checked: its keys and their types, then its agent and env id."""
+    if not isinstance(raw, dict):
+        raise PublishedError(f"{path}: figure {index}: not a table")
+    where = f"{path}: figure {index} (agent {raw.get('agent')!r}, env_id {raw.get('env_id')!r})"
+    allowed = PUBLISHED_KEYS | PUBLISHED_OPTIONAL
+    unknown = sorted(set(raw) - set(allowed))
+    missing = sorted(set(PUBLISHED_KEYS) - set(raw))
+    if unknown or missing:
+        problems = [f"unknown key(s) {', '.join(unknown)}"] if unknown else []
+        problems += [f"missing key(s) {', '.join(missing)}"] if missing else []
+        raise PublishedError(f"{where}: {'; '.join(problems)}")
+    fields = dict(raw)
+    if isinstance(fields["value"], int) and not isinstance(fields["value"], bool):
+        fields["value"] = float(fields["value"])  # TOML's 1 for 1.0
+    for key, value in fields.items():
+        if isinstance(value, bool) or not isinstance(value, allowed[key]):
+            raise PublishedError(f"{where}: {key} has the wrong type ({type(value).__name__})")
+    if not math.isfinite(fields["value"]):
+        raise PublishedError(f"{where}: value is not finite")
+    if isinstance(fields["budget"], int) and fields["budget"] <= 0:
+        raise PublishedError(f"{where}: budget must be a positive number of env steps (or a string)")
+    if fields["agent"] not in agents:
+        raise PublishedError(f"{where}: unknown agent {fields['agent']!r} (no agents/{fields['agent']}.py)")
+    if fields["env_id"] not in env_ids:
+        raise PublishedError(f"{where}: unknown env id {fields['env_id']!r}")
+    return Published(**fields)
+
+
+def load_published(
+    path: str | Path,
+    agents: set[str] | None = None,
+    env_ids: set[str] | None = None,
+) -> tuple[Published, ...]:
+    """The published figures of ``path`` (none if it does not exist), each checked; an entry that is
+    malformed, repeats an (agent, env id) or names an unknown agent or env id raises PublishedError with
+    one line naming it. ``agents`` and ``env_ids`` default to :func:`known_agents` and
+    :func:`known_env_ids`."""
+    path = Path(path)
+    if not path.is_file():
+        return ()
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise PublishedError(f"{path}: not valid TOML: {exc}") from exc
+    unknown = sorted(set(data) - {"figure"})
+    if unknown:
+        raise PublishedError(f"{path}: unknown top-level key(s) {', '.join(unknown)} (expected [[figure]])")
+    agents = known_agents() if agents is None else agents
+    env_ids = known_env_ids() if env_ids is None else env_ids
+    entries: list[Published] = []
+    for index, raw in enumerate(data.get("figure", []), start=1):  # "figure 1" is the file's first
+        entry = _published_entry(path, index, raw, agents, env_ids)
+        if any((e.agent, e.env_id) == (entry.agent, entry.env_id) for e in entries):
+            where = f"{path}: figure {index} (agent {entry.agent!r}, env_id {entry.env_id!r})"
+            raise PublishedError(f"{where}: a second entry for this agent and env id")
+        entries.append(entry)
+    return tuple(sorted(entries, key=_published_order))
+
+
+def _published_order(p: Published) -> tuple[int, str, str]:
+    rank = HEADLINE_FAMILIES.index(p.env_id) if p.env_id in HEADLINE_FAMILIES else len(HEADLINE_FAMILIES)
+    return (rank, p.env_id, p.agent)
+
+
+def published_table(entries: Sequence[Published], with_family: bool = True) -> str:
+    """The figures as a Markdown table: agent, (family,) figure, budget, metric, source, differences."""
+    header = ["agent"] + (["family"] if with_family else [])
+    header += ["published", "meta-training budget", "metric", "source", "how the paper's setting differs"]
+    rows = [
+        [p.agent]
+        + ([p.env_id.split("/")[-1]] if with_family else [])
+        + [p.value_text, p.budget_text, p.metric, f"[{p.source}]({p.url})", p.note]
+        for p in entries
+    ]
+    return markdown_table(header, rows)
+
+
+def missing_headline_line(published: Sequence[Published]) -> list[str]:
+    """The README's line naming the headline families that no published figure covers (none: no line)."""
+    covered = {p.env_id for p in published}
+    missing = [env_id.split("/")[-1] for env_id in HEADLINE_FAMILIES if env_id not in covered]
+    if not missing:
+        return []
+    return [
+        f"No published figure on {', '.join(missing)}: no number that our agents' papers print there has "
+        "been found (leaderboards/published.toml says what was searched).",
+        "",
+    ]
 
 
 def family_order(fam: Family) -> tuple[int, int, str, str]:
@@ -275,8 +444,11 @@ def family_order(fam: Family) -> tuple[int, int, str, str]:
     return (1, 0, fam.env_id, fam.tier)
 
 
-def headline_table(families: Sequence[Family], rows_of: Mapping[str, Sequence[Row]]) -> str | None:
-    """Agents x headline families, each cell the family's primary value with its 95% CI."""
+def headline_table(
+    families: Sequence[Family], rows_of: Mapping[str, Sequence[Row]], published: Sequence[Published] = ()
+) -> str | None:
+    """Agents x headline families, each cell the family's primary value with its 95% CI, followed by
+    the agent's published figure on the family (with its budget) where its paper prints one."""
     heads = [f for f in families if f.env_id in HEADLINE_FAMILIES]
     if not heads:
         return None
@@ -285,6 +457,14 @@ def headline_table(families: Sequence[Family], rows_of: Mapping[str, Sequence[Ro
     for f in heads:
         for row in rows_of[f.stem]:
             cells.setdefault(row.agent.label, {})[f.stem] = fmt_ci(row.primary)
+    for f in heads:
+        for p in published:
+            if p.env_id != f.env_id:
+                continue
+            same = [r for r in rows_of[f.stem] if r.agent.agent == p.agent and not r.agent.oracle]
+            label = same[0].agent.label if same else p.agent
+            ours = cells.setdefault(label, {}).get(f.stem, DASH)
+            cells[label][f.stem] = f"{ours}; published: {p.cell}"
     # Ordered by how many headline families an agent has run, then by name.
     order = sorted(cells, key=lambda label: (-len(cells[label]), label))
     rows = [[label] + [cells[label].get(f.stem, DASH) for f in heads] for label in order]
@@ -592,9 +772,26 @@ def suite_lines(fam: Family) -> list[str]:
     return lines
 
 
-def suite_markdown(fam: Family, rows: Sequence[Row], table: str) -> str:
+def published_lines(fam: Family, published: Sequence[Published]) -> list[str]:
+    """A family page's section of the published figures on its env id (none: no lines)."""
+    entries = [p for p in published if p.env_id == fam.env_id]
+    if not entries:
+        return []
+    return [
+        "## Published figures",
+        "",
+        "What the agents' papers print on this family (leaderboards/published.toml), with the env steps of "
+        f"meta-training behind each; the rows above are at the `{fam.tier}` tier's budget.",
+        "",
+        published_table(entries, with_family=False),
+        "",
+    ]
+
+
+def suite_markdown(fam: Family, rows: Sequence[Row], table: str, published: Sequence[Published] = ()) -> str:
     """A transfer suite's page: what it is, its table, probabilities of improvement, learning curves."""
     lines = [f"# {fam.env_id} — tier `{fam.tier}`", "", HEADER, "", *suite_lines(fam), "", table, ""]
+    lines += published_lines(fam, published)
     poi = improvement_table(fam, rows)
     if poi is not None:
         lines += [
@@ -614,9 +811,9 @@ def suite_markdown(fam: Family, rows: Sequence[Row], table: str) -> str:
     return "\n".join(lines)
 
 
-def family_markdown(fam: Family, rows: Sequence[Row], table: str) -> str:
+def family_markdown(fam: Family, rows: Sequence[Row], table: str, published: Sequence[Published] = ()) -> str:
     if fam.is_suite:
-        return suite_markdown(fam, rows, table)
+        return suite_markdown(fam, rows, table, published)
     ref = fam.reference
     lines = [f"# {fam.env_id} — tier `{fam.tier}`", "", HEADER, ""]
     if fam.primary == "success":
@@ -651,6 +848,7 @@ def family_markdown(fam: Family, rows: Sequence[Row], table: str) -> str:
         "",
         table,
         "",
+        *published_lines(fam, published),
     ]
     poi = improvement_table(fam, rows)
     if poi is not None:
@@ -885,8 +1083,9 @@ def curves_png(fam: Family, rows: Sequence[Row]) -> bytes:
 
 
 # ------------------------------------------------------------------------------------------ render
-def render(items: Sequence[Run | ErrorRun]) -> dict[str, bytes]:
-    """File name -> content of every generated file: a pure function of the records."""
+def render(items: Sequence[Run | ErrorRun], published: Sequence[Published] = ()) -> dict[str, bytes]:
+    """File name -> content of every generated file: a pure function of the records and the published
+    figures."""
     families = group_runs(items)
     files: dict[str, bytes] = {}
     rows_of: dict[str, list[Row]] = {}
@@ -895,14 +1094,14 @@ def render(items: Sequence[Run | ErrorRun]) -> dict[str, bytes]:
         rows = family_rows(fam)
         rows_of[fam.stem] = rows
         table, csv = family_table(fam, rows)
-        files[f"{fam.stem}.md"] = family_markdown(fam, rows, table).encode()
+        files[f"{fam.stem}.md"] = family_markdown(fam, rows, table, published).encode()
         files[f"{fam.stem}.csv"] = csv.encode()
         files[f"{fam.stem}.png"] = curves_png(fam, rows)
         sections += [f"## [{fam.env_id}]({fam.stem}.md) — tier `{fam.tier}`", "", table, ""]
     overall_md, overall_csv = overall(families, rows_of)
     files["overall.csv"] = overall_csv.encode()
     has_overall = overall_csv.count("\n") > 1
-    headline = headline_table(families, rows_of)
+    headline = headline_table(families, rows_of, published)
     n_ok = sum(isinstance(i, Run) for i in items)
     readme = [
         "# metabench leaderboard",
@@ -921,13 +1120,26 @@ def render(items: Sequence[Run | ErrorRun]) -> dict[str, bytes]:
         "",
         "The families metabench exists for: every reference agent at the same budget, per family its "
         "primary value with a 95% CI (normalised score where references exist, success rate on "
-        "Meta-World, else the final return); a dash where the agent has no ok record yet. "
-        "`metabench campaign leaderboards/ci/campaign.toml` fills the gaps.",
+        "Meta-World, else the final return); a dash where the agent has no ok record yet. Where the "
+        "agent's paper prints a number on the family, it follows the cell (`published:`, with the env "
+        "steps behind it; see Published figures). `metabench campaign leaderboards/ci/campaign.toml` "
+        "fills the gaps.",
         "",
         headline if headline is not None else "(no records of the headline families yet)",
         "",
         CI_TIER_NOTE,
         "",
+        "## Published figures",
+        "",
+        "Numbers that the agents' papers (or the Meta-World paper's runs of them) print on a metabench "
+        "family, from leaderboards/published.toml: what each measures, the env steps of meta-training "
+        "behind it and how the paper's setting differs from our family. An agent or family without an "
+        "entry has no printed number that could be cited (the file says what was searched); a value read "
+        "off a plot is marked ≈.",
+        "",
+        published_table(published) if published else "(none)",
+        "",
+        *missing_headline_line(published),
         "## Overall",
         "",
         "Mean over families of each family's primary value (normalised score, or success rate where the "
@@ -943,8 +1155,10 @@ def render(items: Sequence[Run | ErrorRun]) -> dict[str, bytes]:
     return files
 
 
-def render_dir(records_dir: str | Path) -> dict[str, bytes]:
-    return render(read_records(records_dir))
+def render_dir(records_dir: str | Path, published_file: str | Path | None = None) -> dict[str, bytes]:
+    """:func:`render` of the records under ``records_dir`` with the figures of ``published_file``
+    (default :data:`PUBLISHED_FILE`)."""
+    return render(read_records(records_dir), load_published(published_file or PUBLISHED_FILE))
 
 
 def compare(out_dir: str | Path, files: Mapping[str, bytes]) -> list[str]:

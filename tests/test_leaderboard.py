@@ -330,3 +330,117 @@ def test_provenance_flags_records_of_changed_agent_code(tmp_path: Path, monkeypa
     write_record_atomic(path, record)
     assert leaderboard.check_provenance(tmp_path / "records") == 1
     assert "predates recording the agent's imports" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------- published figures
+CHEETAH = "metabench/HalfCheetahVel-v0"  # a headline family
+
+
+def figure_toml(**fields: object) -> str:
+    """One ``[[figure]]`` of leaderboards/published.toml (test data, not a real published figure)."""
+    entry = {
+        "agent": "pearl",
+        "env_id": CHEETAH,
+        "value": -61.5,
+        "metric": "average return after adaptation, test tasks",
+        "budget": 2_000_000,
+        "source": "A Test Paper, Table 9",
+        "url": "https://example.org/test-paper",
+        "note": "200-step episodes as ours; other target draws",
+    } | fields
+    lines = ["[[figure]]"] + [f"{k} = {json.dumps(v)}" for k, v in entry.items() if v is not None]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def cheetah_records(records: Path) -> Path:
+    """The PointNav records plus pearl and random_agent on a headline family (no references there)."""
+    for seed in range(2):
+        write(records, make_record("pearl", seed, -90.0, env_id=CHEETAH))
+        write(records, make_record("random_agent", seed, -300.0, env_id=CHEETAH))
+    return records
+
+
+def test_published_figures_are_shown_beside_the_agents_with_budget_and_source(
+    cheetah_records: Path, tmp_path: Path
+):
+    published = tmp_path / "published.toml"
+    published.write_text(
+        figure_toml()
+        + figure_toml(
+            agent="rl2", value=-75.0, budget="not stated in the text", source="Another Paper, Fig. 2"
+        )
+    )
+    files = leaderboard.render_dir(cheetah_records, published)
+    readme = files["README.md"].decode()
+    headline = readme.split("## Headline families")[1].split("What the ci tier")[0]
+    rows = {line.split("|")[1].strip(): line for line in headline.splitlines() if line.startswith("| ")}
+    # beside pearl's own number, the paper's with its budget; rl2 has no record, only the paper's
+    assert "; published: -61.5 after 2,000,000 env steps" in rows["pearl"]
+    assert "—; published: -75; budget not stated in the text" in rows["rl2"]
+    assert "published" not in rows["random_agent"]
+    assert (
+        "On-policy methods (MAML, RL², Meta-SGD, MAESN, TESP) at these budgets are far from their "
+        "published numbers, which took 10^7–10^8 steps" in readme
+    )
+    section = readme.split("## Published figures")[1].split("## Overall")[0]
+    assert "[A Test Paper, Table 9](https://example.org/test-paper)" in section
+    assert "2,000,000 env steps" in section and "200-step episodes as ours" in section
+    assert (
+        "No published figure on StrikerDynamics-v0, HalfCheetahVelNonStationary-v1, ML1-reach-v0" in section
+    )
+    family = files["metabench__HalfCheetahVel-v0__ci.md"].decode()
+    below = family.split("## Published figures")[1]
+    assert "| pearl " in below and "-61.5" in below and "2,000,000 env steps" in below
+    assert "[Another Paper, Fig. 2](https://example.org/test-paper)" in below
+    assert "## Published figures" not in files["metabench__PointNav-v0__ci.md"].decode()
+    # a value read off a plot says so
+    published.write_text(figure_toml(read_off="Fig. 3"))
+    readme = leaderboard.render_dir(cheetah_records, published)["README.md"].decode()
+    assert "≈ -61.5 (read off Fig. 3) after 2,000,000 env steps" in readme
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        (
+            {"agent": "nobody"},
+            r"figure 2 \(agent 'nobody', env_id 'metabench/HalfCheetahVel-v0'\): unknown agent",
+        ),
+        (
+            {"env_id": "metabench/Nowhere-v0"},
+            r"figure 2 \(agent 'pearl', .*unknown env id 'metabench/Nowhere-v0'",
+        ),
+        ({"budget": None}, r"figure 2 \(agent 'pearl'.*missing key\(s\) budget"),
+        ({"value": "high"}, r"figure 2 \(agent 'pearl'.*value has the wrong type"),
+        ({"typo": 1}, r"figure 2 \(agent 'pearl'.*unknown key\(s\) typo"),
+        ({"budget": -5}, r"figure 2 \(agent 'pearl'.*budget must be a positive"),
+        ({}, r"figure 2 \(agent 'pearl'.*a second entry"),
+    ],
+)
+def test_a_bad_published_entry_fails_naming_it(cheetah_records: Path, tmp_path: Path, fields, message):
+    published = tmp_path / "published.toml"
+    published.write_text(figure_toml() + figure_toml(**fields))
+    with pytest.raises(leaderboard.PublishedError, match=message):
+        leaderboard.render_dir(cheetah_records, published)
+
+
+def test_a_bad_published_entry_stops_the_cli_with_one_line(
+    cheetah_records: Path, tmp_path: Path, monkeypatch, capsys
+):
+    published = tmp_path / "published.toml"
+    published.write_text(figure_toml(agent="nobody"))
+    monkeypatch.setattr(leaderboard, "PUBLISHED_FILE", published)
+    out = tmp_path / "out"
+    assert leaderboard._cli(["render", str(cheetah_records), "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "figure 1 (agent 'nobody'" in err and "unknown agent" in err
+    assert not (out / "README.md").exists()  # nothing rendered
+
+
+def test_committed_published_figures_name_real_agents_and_families():
+    figures = leaderboard.load_published(leaderboard.PUBLISHED_FILE)
+    assert figures, "leaderboards/published.toml has no [[figure]]"
+    for figure in figures:
+        assert figure.url.startswith("https://") and figure.source and figure.note and figure.metric
+        assert isinstance(figure.budget, int) or figure.budget.startswith("not stated")
