@@ -135,7 +135,7 @@ def unit_record(plan: Plan, unit: CampaignUnit) -> Path:
 def unit_state(plan: Plan, unit: CampaignUnit) -> str:
     """``"done"`` (an ok record made by the current code at this tier and budget), ``"stale"`` (an ok
     record made by other code, config, tier or budget), ``"error"`` or ``"missing"``."""
-    from metabench.harness import agent_imports_sha256, file_sha256
+    from metabench.harness import changed_imports, file_sha256
     from metabench.protocol import build_config, config_to_dict, load_agent_module
 
     path = unit_record(plan, unit)
@@ -156,7 +156,7 @@ def unit_state(plan: Plan, unit: CampaignUnit) -> str:
         run["tier"] == plan.tier
         and prov["budget"]["env_steps"] == _budget(unit.env_id, plan.tier)
         and prov["agent_sha256"] == file_sha256(unit.agent)
-        and prov.get("agent_imports_sha256") == agent_imports_sha256(unit.agent)
+        and changed_imports(prov.get("agent_imports_sha256"), unit.agent) == []
         and run["config"] == _jsonable(config)
         and prov["git_dirty"] is False
     )

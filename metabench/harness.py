@@ -331,8 +331,7 @@ def stale_note(unit: Unit) -> str:
     notes = []
     if record["provenance"]["agent_sha256"] != file_sha256(unit.agent_path):
         notes.append("another version of the agent file")
-    recorded = record["provenance"].get("agent_imports_sha256")
-    if recorded is not None and recorded != agent_imports_sha256(unit.agent_path):
+    if changed_imports(record["provenance"].get("agent_imports_sha256"), unit.agent_path):
         notes.append("another version of a module the agent imports")
     module = load_agent_module(unit.agent_path)
     config = _jsonable(
@@ -726,15 +725,14 @@ def agent_imports_sha256(spec: str) -> dict[str, str]:
     or from the agent file's own folder: code that is the agent's without being in its file
     (``explicit_context`` runs ``no_context``'s learner; ``rl2``, ``maml`` and ``random_agent`` share
     ``agents/common``). Keyed by module name; ``{}`` when there are none or the source is not found.
-    The agent's hyperparameter file (``hyperparams/<stem>.toml``, :func:`metabench.protocol.hyperparams_path`)
-    is part of its code too: keyed by that relative path."""
+
+    The agent's hyperparameter file is not hashed: a record keeps the config it ran with, resolved
+    for its tier and env id (``run.config``), and :func:`current_config` compares that with what the
+    file gives now, so tuning one family leaves the records of the others current."""
     root = _source_path(spec)
     if root is None:
         return {}
     found: dict[str, str] = {}
-    hyperparams = root.parent / HYPERPARAMS_DIR / f"{root.stem}.toml"
-    if hyperparams.is_file():
-        found[f"{HYPERPARAMS_DIR}/{hyperparams.name}"] = hashlib.sha256(hyperparams.read_bytes()).hexdigest()
     todo = [root]
     seen = {root}
     while todo:
@@ -747,6 +745,31 @@ def agent_imports_sha256(spec: str) -> dict[str, str]:
             found[name] = hashlib.sha256(dep.read_bytes()).hexdigest()
             todo.append(dep)
     return dict(sorted(found.items()))
+
+
+def changed_imports(recorded: Mapping[str, str] | None, spec: str) -> list[str] | None:
+    """The modules the agent imports whose files differ from a record's ``agent_imports_sha256``
+    (``[]``: none), or None for a record without that field from an agent that imports modules now.
+    Records made while hyperparameter files were hashed with the modules carry a
+    ``hyperparams/<agent>.toml`` key: it is left out (the record's config stands for it)."""
+    current = agent_imports_sha256(spec)
+    if recorded is None:
+        return None if current else []
+    recorded = {k: v for k, v in recorded.items() if not k.startswith(f"{HYPERPARAMS_DIR}/")}
+    return sorted(k for k in set(recorded) | set(current) if recorded.get(k) != current.get(k))
+
+
+def current_config(spec: str, tier: str, env_id: str) -> dict[str, Any]:
+    """The config the committed settings give the agent at ``tier`` on ``env_id`` (defaults, tier
+    tables, the hyperparameter file), as a record's ``run.config`` holds it."""
+    module = load_agent_module(spec)
+    return _jsonable(config_to_dict(build_config(module, tier, None, None, env_id)))
+
+
+def config_difference(recorded: Mapping[str, Any], spec: str, tier: str, env_id: str) -> list[str]:
+    """The config keys in which a record's ``run.config`` differs from :func:`current_config`."""
+    current = current_config(spec, tier, env_id)
+    return sorted(k for k in set(recorded) | set(current) if recorded.get(k) != current.get(k))
 
 
 def _source_path(spec: str) -> Path | None:

@@ -1265,9 +1265,17 @@ def check_provenance(records_dir: str | Path) -> int:
     Per record: ``agent_sha256`` equals the sha256 of the file at ``run.agent_spec`` (resolved from
     the working directory, as ``metabench evaluate`` was run), ``agent_imports_sha256`` equals that of
     the modules the agent imports now (a record without it passes only if the agent imports none),
-    and ``git_dirty`` is false. Prints each stale record and a summary; returns 0 if all pass, else 1.
+    ``run.config`` equals the config the committed settings give the agent at the record's tier and
+    env id (a record made with ``--config`` overrides, or before its family's settings were retuned,
+    is stale; retuning one family leaves the others' records current), and ``git_dirty`` is false.
+    Prints each stale record and a summary; returns 0 if all pass, else 1.
     """
-    from metabench.harness import agent_imports_sha256, file_sha256  # the harness imports torch, gym
+    from metabench.harness import (  # the harness imports torch, gym
+        changed_imports,
+        config_difference,
+        file_sha256,
+    )
+    from metabench.protocol import AgentError
 
     paths = sorted(q for q in Path(records_dir).rglob("*.json") if not q.name.startswith("."))
     if not paths:
@@ -1283,13 +1291,20 @@ def check_provenance(records_dir: str | Path) -> int:
             problems.append(f"its agent file {spec} is not found")
         elif prov["agent_sha256"] != current:
             problems.append(f"{spec} changed since")
-        imports = agent_imports_sha256(spec)
-        recorded = prov.get("agent_imports_sha256")
-        if recorded is None and imports:
-            problems.append(f"it predates recording the agent's imports ({', '.join(imports)})")
-        elif recorded is not None and recorded != imports:
-            changed = sorted(k for k in set(recorded) | set(imports) if recorded.get(k) != imports.get(k))
+        changed = changed_imports(prov.get("agent_imports_sha256"), spec)
+        if changed is None:
+            problems.append("it predates recording the agent's imports")
+        elif changed:
             problems.append(f"imported module(s) changed since: {', '.join(changed)}")
+        if current:
+            run = record["run"]
+            try:
+                keys = config_difference(run["config"], spec, run["tier"], run["env_id"])
+            except AgentError as exc:
+                problems.append(f"its config cannot be compared: {exc}")
+            else:
+                if keys:
+                    problems.append(f"its config differs from the committed settings in {', '.join(keys)}")
         if prov["git_dirty"] is not False:
             dirty = prov["git_dirty"]
             problems.append(f"it was made from a checkout with uncommitted changes (git_dirty {dirty})")

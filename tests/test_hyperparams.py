@@ -98,14 +98,23 @@ def test_an_agent_without_a_file_uses_its_module_tiers(tmp_path: Path) -> None:
     assert build_config(module, "ci", env_id=POINT).c == 3
 
 
-def test_the_file_is_part_of_the_records_provenance(tmp_path: Path) -> None:
-    """A changed hyperparameter file changes ``agent_imports_sha256``, so its records are stale."""
-    agent = write_agent(tmp_path, "[ci]\na = 1\n")
-    before = agent_imports_sha256(str(agent))
-    assert set(before) == {"hyperparams/my_agent.toml"}
-    (tmp_path / "hyperparams" / "my_agent.toml").write_text("[ci]\na = 2\n")
-    assert agent_imports_sha256(str(agent)) != before
-    assert agent_imports_sha256(str(write_agent(tmp_path, None, name="bare"))) == {}
+def test_retuning_a_family_stales_only_that_familys_records(tmp_path: Path) -> None:
+    """A record keeps its resolved config; provenance compares it with what the file gives now, so a
+    changed ``[ci."env id"]`` table stales that family's records and leaves the others' current, and
+    the file itself is not hashed with the agent's modules."""
+    from metabench.harness import changed_imports, config_difference, current_config
+
+    agent = write_agent(tmp_path, '[ci]\na = 2\n[ci."metabench/Bandit-v0"]\ng = 1\n')
+    assert agent_imports_sha256(str(agent)) == {}
+    point, bandit = (current_config(str(agent), "ci", env) for env in (POINT, BANDIT))
+    assert point["a"] == 2 and point["c"] == 3 and bandit["g"] == 1
+    (tmp_path / "hyperparams" / "my_agent.toml").write_text(
+        '[ci]\na = 2\n[ci."metabench/Bandit-v0"]\ng = 5\n'
+    )
+    assert config_difference(point, str(agent), "ci", POINT) == []
+    assert config_difference(bandit, str(agent), "ci", BANDIT) == ["g"]
+    # records made while the file was hashed with the modules carry its key: it is left out
+    assert changed_imports({"hyperparams/my_agent.toml": "0" * 64}, str(agent)) == []
 
 
 @pytest.mark.parametrize("agent", REFERENCE_AGENTS)
@@ -123,7 +132,7 @@ def test_reference_agents_keep_their_settings_in_their_file(agent: str) -> None:
         for env_id in (k for k, v in values.items() if isinstance(v, dict)):
             assert env_id in metabench_ids(), env_id
             build_config(module, tier, env_id=env_id)
-    assert f"hyperparams/{agent}.toml" in agent_imports_sha256(str(path))
+    assert not any(k.startswith("hyperparams/") for k in agent_imports_sha256(str(path)))
 
 
 def test_the_files_ship_with_the_package() -> None:

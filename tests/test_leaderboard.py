@@ -300,6 +300,7 @@ def test_provenance_flags_records_of_changed_agent_code(tmp_path: Path, monkeypa
     helper.write_text("SIZE = 64\n")
     agent.write_text("from mine_helpers import SIZE\n\n\ndef make_agent(config):\n    return None\n")
     monkeypatch.chdir(work)  # agent_spec is relative, as `metabench evaluate agents/mine.py` writes it
+    monkeypatch.syspath_prepend(str(work / "agents"))  # its helper imports, as when the agent ran
     record = make_record("mine", 0, -10.0)
     record["provenance"].update(
         agent_sha256=file_sha256("agents/mine.py"),
@@ -330,6 +331,12 @@ def test_provenance_flags_records_of_changed_agent_code(tmp_path: Path, monkeypa
     write_record_atomic(path, record)
     assert leaderboard.check_provenance(tmp_path / "records") == 1
     assert "predates recording the agent's imports" in capsys.readouterr().out
+    # a record made with other settings than the committed ones (a --config override) is stale too
+    record["provenance"]["agent_imports_sha256"] = agent_imports_sha256("agents/mine.py")
+    record["run"]["config"] = {"hidden": 128}
+    write_record_atomic(path, record)
+    assert leaderboard.check_provenance(tmp_path / "records") == 1
+    assert "its config differs from the committed settings in hidden" in capsys.readouterr().out
 
 
 # ------------------------------------------------------------------------------- published figures
