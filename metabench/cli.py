@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -411,6 +412,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # evaluate says how many records it wrote; elsewhere nothing was
         print("metabench: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`metabench list | head`): stop quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 141
 
 
 if __name__ == "__main__":

@@ -320,3 +320,15 @@ def test_readme_smoke_command_no_context(tmp_path: Path) -> None:
         assert f"wrote {path}" in done.stdout
         assert load_record(path)["status"] == "ok"
     assert cpu < 60, f"{cpu:.1f} s of CPU"
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """`metabench list | head -1`: no traceback when the pipe closes, exit status 141 as cat's."""
+    import os
+
+    read, write = os.pipe()
+    os.close(read)  # the reader has gone: every write to the pipe fails with EPIPE
+    with os.fdopen(write, "w") as pipe:
+        monkeypatch.setattr(sys, "stdout", pipe)
+        assert main(["list"]) == 141
+    assert "Traceback" not in capsys.readouterr().err
