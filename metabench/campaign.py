@@ -164,8 +164,9 @@ def unit_state(plan: Plan, unit: CampaignUnit) -> str:
 
 
 def estimate_minutes(plan: Plan, unit: CampaignUnit) -> tuple[float, bool]:
-    """(minutes, measured): the median wall time of this agent's records on this family (any seed,
-    current or not), else the plan's unit timeout (``measured`` False)."""
+    """(minutes, measured): the median cost of this agent's records on this family (any seed, current
+    or not): CPU time, or wall time in records made before it was recorded; else the plan's unit
+    timeout (``measured`` False)."""
     folder = unit_record(plan, unit).parent
     walls = []
     for path in folder.glob("seed*.json"):
@@ -174,7 +175,8 @@ def estimate_minutes(plan: Plan, unit: CampaignUnit) -> tuple[float, bool]:
         except RecordError:
             continue
         if record["status"] == "ok" and record["run"]["tier"] == plan.tier:
-            walls.append(float(record["provenance"]["wall_time_s"]))
+            prov = record["provenance"]
+            walls.append(float(prov.get("cpu_time_s", prov["wall_time_s"])))
     if walls:
         return statistics.median(walls) / 60.0, True
     return plan.unit_timeout_minutes, False

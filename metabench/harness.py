@@ -72,6 +72,7 @@ import importlib.metadata
 import importlib.util
 import math
 import operator
+import os
 import platform
 import re
 import socket
@@ -830,6 +831,13 @@ class _Columns:
             self.data[k].append(v)
 
 
+def _cpu_seconds() -> float:
+    """CPU seconds used so far by this process and its finished children (an isolated run's env
+    processes): unlike the wall time, what a unit costs whatever else shares the machine."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 class _RunState:
     """What a run knows so far; :meth:`record` turns it into a record, complete or not."""
 
@@ -837,6 +845,7 @@ class _RunState:
         self.unit = unit
         self.started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         self.t0 = time.monotonic()
+        self.cpu0 = _cpu_seconds()
         self.oracle = False
         self.config: dict[str, Any] = {}
         self.split_hashes: dict[str, str] = {}
@@ -877,6 +886,7 @@ class _RunState:
                 "budget": {"env_steps": int(self.budget.env_steps), "wall_clock_s": self.budget.wall_clock_s},
                 "env_steps_used": 0 if self.counter is None else int(self.counter.steps),
                 "wall_time_s": round(time.monotonic() - self.t0, 3),
+                "cpu_time_s": round(_cpu_seconds() - self.cpu0, 3),
                 "started": self.started,
             },
             "protocol": dict(self.protocol),

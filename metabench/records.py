@@ -8,7 +8,8 @@ A record is a plain JSON object (schema ``"metabench.record/1"``)::
      "run": {"agent", "agent_spec", "env_id", "tier", "seed", "oracle", "isolated" (optional), "config"},
      "provenance": {"metabench_version", "git_commit", "git_dirty", "packages", "python", "host",
                     "agent_sha256", "agent_imports_sha256" (optional), "split_hashes", "env_kwargs",
-                    "budget": {"env_steps", "wall_clock_s"}, "env_steps_used", "wall_time_s", "started"},
+                    "budget": {"env_steps", "wall_clock_s"}, "env_steps_used", "wall_time_s",
+                    "cpu_time_s" (optional), "started"},
      "protocol": {"n_adapt", "n_eval", "success_rule", "train_sample", "adapt_steps" (suites only)},
      "meta_train_curve": {"env_steps": [int, ...], <scalar>: [float | null, ...], ...},
      "episodes": {"split", "task_index", "episode", "phase", "return", "success", "length"},
@@ -17,9 +18,11 @@ A record is a plain JSON object (schema ``"metabench.record/1"``)::
 
 ``agent_sha256`` is the agent file's; ``agent_imports_sha256`` maps each module the agent imports
 from ``metabench.agents`` or its own folder to its file's sha256 (absent in records made before it
-existed). ``run.isolated`` is true for a run made with ``metabench evaluate --isolate`` (every env in
-a separate process; absent in records made before it existed: false). ``meta_train_curve`` and
-``episodes`` are columnar: every column of one has the same length.
+existed). ``cpu_time_s`` is the CPU seconds the run's process and its finished child processes used
+(absent in records made before it was recorded): a unit's cost on one core, which the wall time on
+a shared machine overstates. ``run.isolated`` is true for a run made with ``metabench evaluate
+--isolate`` (every env in a separate process; absent in records made before it existed: false).
+``meta_train_curve`` and ``episodes`` are columnar: every column of one has the same length.
 ``episodes`` holds one entry per meta-test episode; ``split`` is a test split name or
 ``"train-sample"`` (the fixed sample of train tasks), ``phase`` is ``"adapt"`` or ``"eval"``,
 ``success`` is null where the family defines no success. An error record has the same shape and
@@ -268,6 +271,10 @@ def validate_record(record: Any, where: str = "<record>") -> None:
     _check(
         prov, "wall_time_s", lambda v: _is_num(v) and v >= 0, "a non-negative number", where, "provenance."
     )
+    if "cpu_time_s" in prov:  # optional: records made before it was recorded lack it
+        _check(
+            prov, "cpu_time_s", lambda v: _is_num(v) and v >= 0, "a non-negative number", where, "provenance."
+        )
 
     proto = _obj(record, "protocol", where)
     for key in ("n_adapt", "n_eval", "train_sample"):
@@ -347,7 +354,8 @@ def summary_text(record: Mapping[str, Any], where: str = "") -> str:
         f"protocol   {proto['n_adapt']} adaptation + {proto['n_eval']} evaluation episodes per task, "
         f"success rule {proto['success_rule']!r}, {proto['train_sample']} train tasks sampled",
         f"provenance metabench {prov['metabench_version']}, git {git}, python {prov['python']}, "
-        f"host {prov['host']}, started {prov['started']}, wall time {prov['wall_time_s']:.1f} s",
+        f"host {prov['host']}, started {prov['started']}, wall time {prov['wall_time_s']:.1f} s"
+        + (f", CPU time {prov['cpu_time_s']:.1f} s" if "cpu_time_s" in prov else ""),
         "packages   " + ", ".join(f"{k} {v}" for k, v in sorted(prov["packages"].items())),
         "splits     " + ", ".join(f"{k} {v[:12]}" for k, v in prov["split_hashes"].items()),
     ]

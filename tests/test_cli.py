@@ -258,7 +258,7 @@ def test_tensorboard_scalars(tmp_path: Path) -> None:
 
 def _comparable(path: Path) -> dict:
     rec = load_record(path)
-    for key in ("wall_time_s", "started", "host"):
+    for key in ("wall_time_s", "cpu_time_s", "started", "host"):
         rec["provenance"].pop(key)
     return rec
 

@@ -169,6 +169,8 @@ def test_record_of_a_run(tmp_path: Path) -> None:
     assert rec["run"]["config"] == {"train_episodes": 3, "strength": 1.0}
     assert rec["run"]["agent"] == "constant_agent" and rec["run"]["oracle"] is False
     assert len(prov["agent_sha256"]) == 64 and "gymnasium" in prov["packages"]
+    # the run's CPU time: positive, and (one process, no worker threads here) not above its wall time
+    assert 0 < prov["cpu_time_s"] <= prov["wall_time_s"] + 0.05
 
     # the same unit again gives the same numbers; another seed gives others (the agent is seeded)
     again = run(unit(tmp_path, seed=0))
