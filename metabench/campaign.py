@@ -47,10 +47,11 @@ from metabench.records import RecordError, load_record, record_path
 
 @dataclasses.dataclass(frozen=True)
 class CampaignUnit:
-    group: str
+    group: str  # the first group that names the unit
     agent: str  # the agent file as written in the plan (relative to the repository root)
     env_id: str
     seed: int
+    groups: frozenset[str] = frozenset()  # every group that names it (a unit runs once)
 
     def describe(self) -> str:
         return f"{agent_name(self.agent)} on {self.env_id} seed {self.seed}"
@@ -101,7 +102,8 @@ def load_plan(path: str | Path) -> Plan:
     groups = raw.get("group")
     if not isinstance(groups, list) or not groups:
         raise UsageError(f"campaign plan {path} has no [[group]] tables")
-    units: list[CampaignUnit] = []
+    # a unit named by several groups (no_context on PointNav: "cheap" and "context") is one unit
+    named: dict[tuple[str, str, int], list[str]] = {}
     for i, group in enumerate(groups):
         name = str(group.get("name", f"group {i}"))
         missing = [k for k in ("envs", "agents", "seeds") if k not in group]
@@ -119,12 +121,15 @@ def load_plan(path: str | Path) -> Plan:
         for seed in parse_seeds(str(group["seeds"])):
             for env_id in group["envs"]:
                 for agent in group["agents"]:
-                    units.append(CampaignUnit(name, agent, env_id, seed))
+                    in_groups = named.setdefault((agent, env_id, seed), [])
+                    if name not in in_groups:
+                        in_groups.append(name)
     records = path.parent / str(raw.get("records", "records"))
     timeout = float(raw.get("unit_timeout_minutes", 45))
     if not timeout > 0:
         raise UsageError(f"campaign plan {path}: unit_timeout_minutes must be positive, got {timeout}")
-    return Plan(path, tier, records, timeout, tuple(dict.fromkeys(units)))
+    units = tuple(CampaignUnit(g[0], a, e, s, frozenset(g)) for (a, e, s), g in named.items())
+    return Plan(path, tier, records, timeout, units)
 
 
 # ------------------------------------------------------------------------------------- unit state
@@ -333,7 +338,7 @@ def select(plan: Plan, only: Sequence[str] = (), seeds: Sequence[int] = ()) -> l
     kinds = {
         "agent": {agent_name(u.agent) for u in plan.units},
         "env": {u.env_id for u in plan.units},
-        "group": {u.group for u in plan.units},
+        "group": {g for u in plan.units for g in u.groups},
     }
     wanted: dict[str, set[str]] = {}
     for name in only:
@@ -349,8 +354,8 @@ def select(plan: Plan, only: Sequence[str] = (), seeds: Sequence[int] = ()) -> l
         raise UsageError(f"--seeds {bad[0]} is not a seed of {plan.path}")
 
     def keep(u: CampaignUnit) -> bool:
-        values = {"agent": agent_name(u.agent), "env": u.env_id, "group": u.group}
-        return all(values[k] in names for k, names in wanted.items()) and (not seeds or u.seed in seeds)
+        values = {"agent": {agent_name(u.agent)}, "env": {u.env_id}, "group": u.groups}
+        return all(values[k] & names for k, names in wanted.items()) and (not seeds or u.seed in seeds)
 
     return [u for u in plan.units if keep(u)]
 

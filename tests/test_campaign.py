@@ -60,6 +60,11 @@ def test_only_and_seeds_select_units_of_each_kind_named() -> None:
         u for u in plan.units if u.env_id == "metabench/PointNav-v0" and u.seed in (1, 2)
     ]
     assert select(plan) == list(plan.units)
+    # a unit two groups name (no_context on PointNav: "cheap" and "context") is one unit, run once
+    same = [u for u in plan.units if u.describe() == "no_context on metabench/PointNav-v0 seed 0"]
+    assert len(same) == 1 and same[0].groups == {"cheap", "context"}
+    for group in ("cheap", "context"):
+        assert select(plan, ["no_context", group, "metabench/PointNav-v0"], [0]) == same
     with pytest.raises(UsageError, match="names no agent, env id or group"):
         select(plan, ["mamll"])
     with pytest.raises(UsageError, match="--seeds 99 is not a seed"):
