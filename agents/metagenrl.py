@@ -29,8 +29,9 @@ actions). During meta-training the policy loss anneals from TD3's ``-Q₁(s, π(
 first 10k steps of each agent (``anneal_steps``), as in the original.
 
 **Meta-gradient** (second-order): on a batch of 2 x ``batch_trajectories`` windows, one SGD step of
-L_α on the first half, θ' = θ - η ∇θ L_α(θ) (η = 1e-3, the graph kept), then the meta-loss
-``-Q₁(s, π_θ'(s))`` on the whole batch; its gradient with respect to α, clipped to norm 1 per agent,
+L_α on the first half, θ' = θ - η ∇θ Σ L_α(θ) (η = 1e-3 on the *sum* of the errors over the half's
+valid steps, as the original's ``tf.gradients(objective_val * seq_mask)``; the graph kept), then the
+meta-loss ``-Q₁(s, π_θ'(s))`` on the whole batch; its gradient with respect to α, clipped to norm 1 per agent,
 is averaged over the population and applied by Adam (lr 1e-3), every ``objective_delay`` (2) env
 steps. Critics update every step, policies (and targets) every ``policy_delay`` (2) steps, all with
 gradients clipped to norm 1.
@@ -65,14 +66,35 @@ cosine between ∇θ L_α and ∇θ(-Q₁(s, π(s))) on a fresh batch, averaged 
 original logs a similar ``objective_critic_correlation``): what the meta-gradient trains the objective
 towards, and the first sign that it learns.
 
-Measured (2026-11-30, seed 0, one core shared with other jobs): the ci suite at a reduced scale (6k
+Measured, before the inner-step change (2026-11-30, seed 0): the ci suite at a reduced scale (6k
 meta-training steps, 3k adaptation steps, updates from step 500; ``tests/test_metagenrl.py``'s scale)
-gives evaluation returns on the held-out InvertedPendulum of 4.0 for metagenrl, 2.0 with the
-objective's updates disabled, 6.8 for the random agent and 83.4 for from_scratch (TD3): at that scale
-the learned objective does not yet train a fresh agent. Over 4k meta-training steps (2 agents) the
-logged ``alignment`` averaged 0.28 with objective updates and 0.10 without, single-batch values
-ranging from -0.5 to 0.95: within noise. A full ci unit (20k + 10k steps) costs about 20
-CPU-minutes (58 ms per agent-step with the meta-gradient, 23 ms without) and was not measured yet.
+gave evaluation returns on the held-out InvertedPendulum of 4.0 for metagenrl, 2.0 with the
+objective's updates disabled (``objective_lr=0``), 6.8 for the random agent and 83.4 for from_scratch
+(TD3): the learned objective did not train a fresh agent.
+
+Diagnosis (2026-11-30, issue 15). The meta-gradient itself is right (``tests/test_metagenrl.py``
+checks it against finite differences of a hand-written meta-loss, and that α reaches the meta-loss
+only through θ'). But the inner step took η = 1e-3 on the *mean* of L_α, 100 to 2000 times smaller
+than the original's (η on the sum over the batch's steps: η_eff ≈ 0.3 on the mean at ci, 2 at the
+paper's batch). With so small a step the meta-loss only sees the critic's local slope at π: the
+meta-gradient rewards making ∇θ L_α larger along whatever direction Q₁ favours there, including
+state-independent pushes (saturating the action is good in Pendulum and fatal in InvertedPendulum,
+whose returns of 2 to 4 are those of saturated actions), and never sees the step overshoot. Evidence,
+train-split and synthetic only: (a) one random 2 x 64 policy, Q₁ fitted to Q = -(a - tanh s₀)², 200
+Adam steps on α (ci sizes): with the mean step the logged meta-loss went 0.19 -> 0.12 and the alignment
+0.30 -> 0.72; with the sum step 0.82 -> 0.05 and -0.02 -> 0.93 (the stepped policy nearly reaches the
+critic's optimum); (b) on the ci train envs (Pendulum, Reacher) with the mean step and one objective
+update per env step, the population's alignment after 1000 steps per agent (500 of updates, policies
+following L_α) was -0.89: the policies, following L_α, had pushed past the critic's optimum. Now the
+inner step is the original's (sum). Not changed: everything else, the ci settings included.
+
+Measured after the change: the reduced-scale run was under way when this was committed; see the
+slow test's marker for the latest number.
+
+Cost: an update (critic, and every other step the policy) takes about 17 ms and a meta-gradient about
+55 ms of CPU at ci sizes; a full ci unit (20k + 10k steps) comes to about 20 CPU-minutes, unchanged by
+the inner step. No full ci unit could be measured in the session that made the change (the machine's
+2 cores ran a campaign at raised priority: about 0.1 core per run).
 
 Randomness: each agent has its own ``np.random.Generator`` and ``torch.Generator`` from
 ``meta_train``'s seed (initial weights, exploration, replay sampling, target noise); nothing global.
@@ -314,12 +336,16 @@ def half(batch: Mapping[str, torch.Tensor], first: bool) -> dict[str, torch.Tens
 def meta_loss(
     policy: nn.Module, q1: nn.Module, objective: Objective, batch: Mapping[str, torch.Tensor], inner_lr: float
 ) -> torch.Tensor:
-    """-Q₁(s, π_θ'(s)) on the whole batch, θ' = θ - η ∇θ L_α(θ) on its first half; differentiable in α
-    through the inner step (second order)."""
+    """-Q₁(s, π_θ'(s)) on the whole batch, θ' = θ - η ∇θ Σ L_α(θ) (the sum over the valid steps of the
+    batch's first half); differentiable in α through the inner step (second order)."""
     params = dict(policy.named_parameters())
     inner = half(batch, True)
     v, v_next = values(policy, q1, inner)
-    inner_loss = objective.loss(inner, functional_call(policy, params, (inner["obs"],)), v, v_next)
+    errors = objective(inner, functional_call(policy, params, (inner["obs"],)), v, v_next)
+    # the gradient of the *sum* over the valid steps, as the original's ``tf.gradients(objective_val *
+    # seq_mask)``: η = 1e-3 on a sum of B·T errors is a real step (η_eff = η·B·T on the mean), so the
+    # meta-loss sees where the step lands (overshoot is penalised), not only the critic's local slope
+    inner_loss = (errors * inner["mask"]).sum()
     grads = torch.autograd.grad(inner_loss, list(params.values()), create_graph=True)
     updated = {k: p - inner_lr * g for (k, p), g in zip(params.items(), grads, strict=True)}
     q = q1(batch["obs"], functional_call(policy, updated, (batch["obs"],)))
