@@ -78,15 +78,20 @@ the policy's, in [-1, 1]; SB3 rescales them to the env's bounds.
 * The loop stops when the tier's env-step budget (or wall-clock budget) is spent; collection is cut at
   the budget mid-episode (a cut transition is not terminal, so it still bootstraps).
 * The buffer holds every transition of the run (the original's holds 10M).
-* The ci tier (``agents/hyperparams/cemrl.toml``) is far smaller than the paper: 30 epochs of 150
-  encoder-decoder and 300 SAC steps, small networks, discount 0.9. Measured on PointNav (seed 0, 15.2k
-  of its 100k env steps, about 4 minutes of one core): final return -13.7 on the test tasks (no-context
-  -14.5, PEARL -9.6, the oracle -4.5); CEMRL's context is the current episode's, and PointNav's
-  20-step episodes leave it few informed steps. On PointNavNonStationary (seed 0, 38k of 200k env
-  steps, ``tests/test_cemrl.py``) ``z`` follows the goal's jumps (|dz| 1.52 between the windows
-  before and after a jump, 0.19 between two windows of one goal's segment) but the return, -68.6 a
-  test episode, barely beats the best goal-blind policy's -69.7: at this tier the 9k SAC steps, not
-  the inference, limit it.
+* The ci tier (``agents/hyperparams/cemrl.toml``) is far smaller than the paper: small networks and
+  batches, discount 0.9, per epoch 10 tasks x 40 transitions (100 on PointNavNonStationary, 400 on the
+  non-stationary cheetah), 150 encoder-decoder steps and 300 SAC steps (400 on PointNavNonStationary,
+  1,000 on the cheetah, whose encoder-decoder is 3 x its input wide instead of 10 x). Epochs run until
+  the family's env-step budget is spent (``num_epochs`` is only a cap). Measured (seed 0, a loaded
+  2-core machine, so CPU times are high): the cheetah's ci settings cost 56 CPU-seconds for a 9k-step
+  slice with 2 epochs, about 17 CPU-minutes extrapolated to the 200k budget (~40 epochs). On
+  PointNavNonStationary, on the train tasks with 500 SAC steps an epoch, 50k env steps (21k SAC steps,
+  380 CPU-seconds) gave a train return of -63 to -77 and -79 on 10 train tasks' evaluation episodes: not
+  yet better than the goal-blind no-context agent's -70 (its ci record: -70.0 on the test tasks, PEARL
+  -71.6). A full ci run (~77k SAC steps) has not been made: whether CEMRL beats them there is open.
+  ``tests/test_cemrl.py`` on budget slices (seed 0): PointNav 10k env steps, final return -15.78
+  (updates off -20.00, goal-blind -14.56); PointNavNonStationary 20k, return -72.15 (updates off
+  -100.49), |dz| 0.894 across a jump against 0.186 within a goal's segment.
 
 ## Files
 ``save(path)`` writes ``config.json`` (config, spaces, normalisation statistics) and ``model.pt``
@@ -217,22 +222,40 @@ class MixtureEncoder(nn.Module):
                 layer.weight.uniform_(-bound, bound, generator=generator)
                 layer.bias.uniform_(-bound, bound, generator=generator)
 
+    def encode_rows(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Each transition alone, ``(..., in)`` -> its class probabilities ``(..., K)`` and per class
+        its Gaussian factor: means and variances ``(..., K, latent)``."""
+        m = self.shared(rows)
+        p = F.softmax(self.class_head(m), -1)
+        out = self.gauss_heads(m).unflatten(-1, (self.n_classes, 2 * self.latent))  # (..., K, 2L)
+        mu, std = out[..., : self.latent], F.softplus(out[..., self.latent :])
+        # the softplus output is a standard deviation: its square is the factor's variance
+        return p, mu, std.pow(2)
+
+    @staticmethod
+    def merge(
+        p: torch.Tensor, mu: torch.Tensor, var: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The window's factors ``(B, T, K)``, ``(B, T, K, L)`` -> class probabilities averaged over
+        the window (merge mode ``"add"``), ``(B, K)``, and per class the product of the Gaussians."""
+        mu_k, var_k = product_of_gaussians(mu.transpose(-3, -2), var.transpose(-3, -2))
+        return p.mean(-2), mu_k, var_k
+
     def forward(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(B, T, in)`` -> class probabilities ``(B, K)``, and per class the product over the window
         of the transitions' Gaussians: means and variances ``(B, K, latent)``."""
-        m = self.shared(window)
-        y = F.softmax(self.class_head(m), -1).mean(-2)  # merge mode "add": averaged over the window
-        out = self.gauss_heads(m).unflatten(-1, (self.n_classes, 2 * self.latent))  # (B, T, K, 2L)
-        mu, std = out[..., : self.latent], F.softplus(out[..., self.latent :])
-        # the softplus output is a standard deviation: its square is the factor's variance
-        mu_k, var_k = product_of_gaussians(mu.transpose(-3, -2), std.pow(2).transpose(-3, -2))
-        return y, mu_k, var_k
+        return self.merge(*self.encode_rows(window))
+
+    @staticmethod
+    def pick(y: torch.Tensor, mu_k: torch.Tensor) -> torch.Tensor:
+        """``z``: the mean of the most likely class's Gaussian, ``(B, latent)``."""
+        k = y.argmax(-1)
+        return mu_k[torch.arange(len(k), device=k.device), k]
 
     def infer(self, window: torch.Tensor) -> torch.Tensor:
         """``z``: the mean of the most likely class's Gaussian, ``(B, latent)``."""
         y, mu_k, _ = self(window)
-        k = y.argmax(-1)
-        return mu_k[torch.arange(len(k), device=k.device), k]
+        return self.pick(y, mu_k)
 
 
 class Decoder(nn.Module):
@@ -279,6 +302,7 @@ class WindowBuffer:
         # normalisation: per-field mean and std of (s, a, r, s'), identity until the first stats
         width = 2 * obs_dim + act_dim + 1
         self.mean, self.std = np.zeros(width, np.float32), np.ones(width, np.float32)
+        self._normalised: np.ndarray | None = None  # cache of normalised_rows()
 
     def add(self, obs, act, rew: float, next_obs, term: bool, start: int, val: bool) -> None:
         i = self.size
@@ -295,18 +319,31 @@ class WindowBuffer:
     def update_stats(self) -> None:
         rows = self.rows(np.arange(self.size))
         self.mean, self.std = rows.mean(0), rows.std(0) + 1e-9
+        self._normalised = None
 
     def normalise(self, rows: np.ndarray) -> np.ndarray:
         return ((rows - self.mean) / self.std).astype(np.float32)
 
-    def windows(self, idx: np.ndarray, T: int) -> np.ndarray:
-        """``(len(idx), T, width)`` normalised windows, oldest first, zeros before the episode start."""
+    def normalised_rows(self) -> np.ndarray:
+        """Every transition as a normalised context row, and after them (at index ``size``) a row of
+        zeros, the padding; kept until the buffer or its statistics change."""
+        if self._normalised is None or len(self._normalised) != self.size + 1:
+            rows = self.normalise(self.rows(np.arange(self.size)))
+            self._normalised = np.concatenate([rows, np.zeros((1, rows.shape[1]), np.float32)])
+        return self._normalised
+
+    def window_indices(self, idx: np.ndarray, T: int) -> tuple[np.ndarray, np.ndarray]:
+        """The rows of the windows of ``idx``, ``(len(idx), T)`` oldest first, and whether each lies
+        in the episode (the others are padding)."""
         offsets = np.arange(T, 0, -1)  # t-T, ..., t-1
         j = idx[:, None] - offsets[None]
         valid = j >= self.start[idx][:, None]
-        w = self.normalise(self.rows(np.maximum(j, 0)))
-        w[~valid] = 0.0
-        return w
+        return np.maximum(j, 0), valid
+
+    def windows(self, idx: np.ndarray, T: int) -> np.ndarray:
+        """``(len(idx), T, width)`` normalised windows, oldest first, zeros before the episode start."""
+        j, valid = self.window_indices(idx, T)
+        return self.normalised_rows()[np.where(valid, j, self.size)]
 
 
 class LatentReplay:
@@ -361,7 +398,8 @@ def build_sac(config: Config, obs_dim: int, action_space: spaces.Box, device: st
         tau=config.tau,
         ent_coef="auto",
         target_entropy=-float(n_act) * config.target_entropy_factor,
-        policy_kwargs={"net_arch": list(config.sac_hidden_sizes)},
+        # fused Adam: the same update as Adam's loop over tensors, in fewer kernel calls
+        policy_kwargs={"net_arch": list(config.sac_hidden_sizes), "optimizer_kwargs": {"fused": True}},
         device=device,
         verbose=0,
     )
@@ -440,17 +478,22 @@ class CEMRLAgent:
         return np.clip(self.sac.policy.scale_action(a), -1.0, 1.0).ravel().astype(np.float32)
 
     def _infer_z(self, window: np.ndarray) -> torch.Tensor:
-        """``z`` from one ``(T, width)`` normalised window."""
+        """``z`` from one ``(T, width)`` normalised window, ``(1, latent)``."""
+        return self._infer_z_batch(window[None])
+
+    def _infer_z_batch(self, windows: np.ndarray) -> torch.Tensor:
+        """``z`` from ``(B, T, width)`` normalised windows, ``(B, latent)``."""
         assert self.encoder is not None
         with torch.inference_mode():
-            return self.encoder.infer(torch.as_tensor(window[None], device=self.device))
+            return self.encoder.infer(torch.as_tensor(windows, device=self.device))
 
-    def _policy_action(
-        self, obs: Any, z: torch.Tensor, deterministic: bool, gen: torch.Generator
+    def _policy_actions(
+        self, obs: np.ndarray, z: torch.Tensor, deterministic: bool, gen: torch.Generator
     ) -> np.ndarray:
-        """The policy's action in [-1, 1] on ``[obs, z]``; a sample draws from ``gen``."""
+        """The policy's actions in [-1, 1] on ``[obs, z]``, a batch ``(B, |S|)``, ``(B, latent)``; a
+        sample draws from ``gen``."""
         assert self.sac is not None
-        o = torch.as_tensor(np.asarray(obs, np.float32).reshape(1, -1), device=self.device)
+        o = torch.as_tensor(np.asarray(obs, np.float32).reshape(len(z), -1), device=self.device)
         with torch.inference_mode():
             mean, log_std, _ = self.sac.actor.get_action_dist_params(torch.cat([o, z], -1))
             if deterministic:
@@ -458,7 +501,13 @@ class CEMRLAgent:
             else:
                 eps = torch.randn(mean.shape, generator=gen).to(self.device)
                 pre = mean + log_std.exp() * eps
-            return torch.tanh(pre)[0].cpu().numpy()
+            return torch.tanh(pre).cpu().numpy()
+
+    def _policy_action(
+        self, obs: Any, z: torch.Tensor, deterministic: bool, gen: torch.Generator
+    ) -> np.ndarray:
+        """The policy's action in [-1, 1] on ``[obs, z]`` (one observation); a sample draws from ``gen``."""
+        return self._policy_actions(np.ravel(obs)[None], z, deterministic, gen)[0]
 
     def _to_env_action(self, a: np.ndarray) -> np.ndarray:
         assert self.sac is not None and self.act_space is not None
@@ -499,6 +548,7 @@ class CEMRLAgent:
         self.test_gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
         sb3_seed = int(rng.integers(2**31))
         env = make_env()
+        envs = [env]  # the collection envs: this one, and more made by the trainer
         try:
             # SB3 draws from the global generators: seeded inside, restored on exit
             with seeded_globals(sb3_seed):
@@ -507,9 +557,10 @@ class CEMRLAgent:
                 path_len = c.max_path_length or spec_len
                 if path_len is None:
                     raise ValueError("the env has no max_episode_steps: set Config.max_path_length")
-                _Trainer(self, env, list(tasks), budget, rng, gen, path_len, seed, log).run()
+                _Trainer(self, make_env, envs, list(tasks), budget, rng, gen, path_len, seed, log).run()
         finally:
-            env.close()
+            for e in envs:
+                e.close()
         self.begin_trial()
 
     # ----------------------------------------------------------------------------- meta-test
@@ -590,13 +641,45 @@ class CEMRLAgent:
 
 
 # ------------------------------------------------------------------------------------ training
+class _Episode:
+    """A meta-training episode in progress: its transitions and its sliding window (the last ``T``
+    normalised rows, zero-padded in front)."""
+
+    def __init__(self, obs: np.ndarray, max_length: int, T: int, width: int):
+        self.obs_seq: list[np.ndarray] = [obs]
+        self.acts: list[np.ndarray] = []
+        self.rews: list[float] = []
+        self.terms: list[bool] = []
+        self.vals: list[bool] = []
+        self.max_length, self.ret = max_length, 0.0
+        self.window = np.zeros((T, width), np.float32)
+
+    @property
+    def obs(self) -> np.ndarray:
+        return self.obs_seq[-1]
+
+    @property
+    def length(self) -> int:
+        return len(self.acts)
+
+    def add(self, act: np.ndarray, rew: float, next_obs: np.ndarray, term: bool, val: bool, row: np.ndarray):
+        self.obs_seq.append(next_obs)
+        self.acts.append(act)
+        self.rews.append(rew)
+        self.terms.append(term)
+        self.vals.append(val)
+        self.ret += rew
+        self.window = np.concatenate([self.window[1:], row[None]])
+
+
 class _Trainer:
     """CEMRL's meta-training loop (``CEMRLAlgorithm.train``; module docstring)."""
 
     def __init__(
         self,
         agent: CEMRLAgent,
-        env: gym.Env,
+        make_env: Callable[[], gym.Env],
+        envs: list[gym.Env],
         tasks: list[Task],
         budget: Budget,
         rng: np.random.Generator,
@@ -605,17 +688,18 @@ class _Trainer:
         seed: int,
         log: Logger,
     ):
-        self.agent, self.c, self.env, self.tasks = agent, agent.config, env, tasks
+        self.agent, self.c, self.make_env, self.tasks = agent, agent.config, make_env, tasks
         self.budget, self.rng, self.gen, self.path_len, self.log = budget, rng, gen, path_len, log
-        self.seed = seed
+        # the collection envs (the caller closes them) and the seed of each one's first reset
+        self.envs: list[gym.Env] = envs
+        self.env_seeds: list[int | None] = [seed] * len(envs)
         self.steps = 0
         self.exhausted = False
-        self.first_reset = True
         self.start_time = time.monotonic()
         self.buffer = WindowBuffer(agent.obs_dim, agent.act_dim, self.c.latent_size, max(budget.env_steps, 1))
         assert agent.encoder is not None and agent.decoder is not None and agent.sac is not None
-        self.enc_opt = torch.optim.Adam(agent.encoder.parameters(), lr=self.c.lr_encoder)
-        self.dec_opt = torch.optim.Adam(agent.decoder.parameters(), lr=self.c.lr_decoder)
+        self.enc_opt = torch.optim.Adam(agent.encoder.parameters(), lr=self.c.lr_encoder, fused=True)
+        self.dec_opt = torch.optim.Adam(agent.decoder.parameters(), lr=self.c.lr_decoder, fused=True)
         agent.sac.replay_buffer = LatentReplay(self.buffer, rng, agent.device)  # type: ignore[assignment]
         # CEMRL's initial loss weights: state 1, reward d (the decoded state dimensions), normalised
         d = agent._state_dims()
@@ -629,43 +713,73 @@ class _Trainer:
         return wall is not None and time.monotonic() - self.start_time > 0.95 * wall
 
     # ---------------------------------------------------------------------- collection
-    def collect(self, task_i: int, n: int) -> None:
-        """``n`` transitions on train task ``task_i`` (episodes cut to fit), z from the sliding window."""
-        a, b, T = self.agent, self.buffer, self.c.time_steps
-        done = 0
-        while done < n:
-            room = self.budget.env_steps - self.steps
-            if room <= 0 or self.out_of_time():
-                self.exhausted = True
+    def _env(self, slot: int) -> gym.Env:
+        """The env of collection slot ``slot`` (made on first use; its first reset is seeded)."""
+        while len(self.envs) <= slot:
+            self.envs.append(self.make_env())
+            self.env_seeds.append(int(self.rng.integers(2**31)))
+        return self.envs[slot]
+
+    def collect(self, task_ids: Sequence[int], n: int) -> None:
+        """``n`` transitions on each train task of ``task_ids`` (episodes cut to fit), z from each
+        episode's sliding window. The tasks' episodes run side by side, one env each, so that a
+        step's windows and observations go through the encoder and the policy as one batch (CEMRL's
+        rollout coordinator runs its tasks in parallel workers); each episode enters the buffer whole
+        when it ends. At most ``num_train_tasks_per_episode`` envs run at once."""
+        T, width = self.c.time_steps, self.agent._context_dim()
+        n_slots = max(1, min(self.c.num_train_tasks_per_episode, len(self.tasks)))
+        for lo in range(0, len(task_ids), n_slots):
+            if self.exhausted:
                 return
-            length = min(self.path_len, n - done, room)
-            options = {"task": self.tasks[task_i]}
-            obs, _ = self.env.reset(seed=self.seed if self.first_reset else None, options=options)
-            self.first_reset = False
-            start, rows, ret = b.size, [], 0.0
-            for _ in range(length):
-                z = a._infer_z(a._window_array(rows))
-                act = a._policy_action(obs, z, deterministic=False, gen=self.gen)
-                next_obs, r, terminated, truncated, _ = self.env.step(a._to_env_action(act))
+            self._collect_side_by_side(list(task_ids[lo : lo + n_slots]), n, T, width)
+
+    def _collect_side_by_side(self, task_ids: list[int], n: int, T: int, width: int) -> None:
+        a = self.agent
+        due = [n] * len(task_ids)  # transitions still to collect per slot
+        episodes: dict[int, _Episode] = {}
+        while any(due) or episodes:
+            room = self.budget.env_steps - self.steps
+            if room <= 0 or self.out_of_time():  # the budget ends: cut episodes enter the buffer
+                self.exhausted = True
+                for ep in episodes.values():
+                    self._store(ep)
+                return
+            for slot, task_i in enumerate(task_ids):  # a new episode where one is due
+                if slot not in episodes and due[slot] > 0:
+                    env, seed = self._env(slot), self.env_seeds[slot]
+                    self.env_seeds[slot] = None
+                    obs, _ = env.reset(seed=seed, options={"task": self.tasks[task_i]})
+                    episodes[slot] = _Episode(np.ravel(obs), min(self.path_len, due[slot]), T, width)
+            slots = sorted(episodes)[:room]
+            windows = np.stack([episodes[i].window for i in slots])
+            obs = np.stack([episodes[i].obs for i in slots])
+            z = a._infer_z_batch(windows)
+            acts = a._policy_actions(obs, z, deterministic=False, gen=self.gen)
+            is_val = self.rng.random(len(slots)) >= self.c.train_val_percent
+            for k, slot in enumerate(slots):
+                ep = episodes[slot]
+                next_obs, r, terminated, truncated, _ = self.envs[slot].step(a._to_env_action(acts[k]))
                 self.steps += 1
-                done += 1
-                flat_obs, flat_next = np.ravel(obs), np.ravel(next_obs)
-                is_val = self.rng.random() >= self.c.train_val_percent
-                b.add(flat_obs, act, float(r), flat_next, terminated, start, is_val)
-                rows.append(a._normalise_row(flat_obs, act, float(r), flat_next))
-                del rows[:-T]  # the window keeps the last T
-                ret += float(r)
-                obs = next_obs
-                if terminated or truncated:
-                    break
-            self.returns.append(ret)
+                due[slot] -= 1
+                flat_next = np.ravel(next_obs)
+                row = a._normalise_row(ep.obs, acts[k], float(r), flat_next)
+                ep.add(acts[k], float(r), flat_next, bool(terminated), bool(is_val[k]), row)
+                if terminated or truncated or ep.length >= ep.max_length:
+                    self.returns.append(ep.ret)
+                    self._store(episodes.pop(slot))
+
+    def _store(self, ep: _Episode) -> None:
+        """A whole (or cut) episode into the buffer: its transitions are contiguous there."""
+        b, start = self.buffer, self.buffer.size
+        for t in range(ep.length):
+            b.add(ep.obs_seq[t], ep.acts[t], ep.rews[t], ep.obs_seq[t + 1], ep.terms[t], start, ep.vals[t])
 
     # ------------------------------------------------------------------- reconstruction
     def _batch(self, points: np.ndarray, n: int) -> dict[str, torch.Tensor]:
         """Windows and the current transitions (normalised) of ``n`` points drawn from ``points``."""
         b, dev = self.buffer, self.agent.device
         idx = points[self.rng.integers(0, len(points), size=n)]
-        cur = b.normalise(b.rows(idx))
+        cur = b.normalised_rows()[idx]
         o, a = self.agent.obs_dim, self.agent.act_dim
         s, act, r, s2 = cur[:, :o], cur[:, o : o + a], cur[:, o + a : o + a + 1], cur[:, o + a + 1 :]
         target = (s2 - s) if self.c.use_state_diff else s2
@@ -755,30 +869,35 @@ class _Trainer:
         return {"neg_elbo": loss, "val_reconstruction": best}
 
     def relabel(self) -> None:
-        """Every transition's z from its window, with the trained encoder (``Relabeler.relabel``)."""
-        a, b = self.agent, self.buffer
+        """Every transition's z from its window, with the trained encoder (``Relabeler.relabel``).
+
+        The encoder encodes each transition of a window alone and then merges the window's factors, so
+        each transition is encoded once (with the zero row of the padding) and every window merges the
+        factors of its rows: the same z as encoding the windows (``T`` times fewer encoder passes)."""
+        a, b, T = self.agent, self.buffer, self.c.time_steps
         assert a.encoder is not None
-        for lo in range(0, b.size, self.c.batch_size_relabel):
-            idx = np.arange(lo, min(lo + self.c.batch_size_relabel, b.size))
-            with torch.inference_mode():
-                z = a.encoder.infer(torch.as_tensor(b.windows(idx, self.c.time_steps), device=a.device))
-            b.z[idx] = z.cpu().numpy()
+        n, chunk = b.size, self.c.batch_size_relabel
+        with torch.inference_mode():
+            rows = torch.as_tensor(b.normalised_rows(), device=a.device)  # row n: the padding
+            parts = [a.encoder.encode_rows(rows[lo : lo + 16 * chunk]) for lo in range(0, n + 1, 16 * chunk)]
+            p, mu, var = (torch.cat(x) for x in zip(*parts, strict=True))
+            for lo in range(0, n, chunk):
+                j, valid = b.window_indices(np.arange(lo, min(lo + chunk, n)), T)
+                j = torch.as_tensor(np.where(valid, j, n), device=a.device)
+                y, mu_k, _ = a.encoder.merge(p[j], mu[j], var[j])
+                b.z[lo : lo + len(j)] = a.encoder.pick(y, mu_k).cpu().numpy()
 
     # -------------------------------------------------------------------------- the loop
     def run(self) -> None:
         a, c, b, n_tasks = self.agent, self.c, self.buffer, len(self.tasks)
         assert a.sac is not None
-        for i in range(n_tasks):  # initial collection on every train task
-            if self.exhausted:
-                break
-            self.collect(i, c.num_transitions_initial)
+        self.collect(range(n_tasks), c.num_transitions_initial)  # initial collection on every train task
         epoch = 0
         for epoch in range(c.num_epochs):
             self.returns = []
-            for i in self.rng.permutation(n_tasks)[: c.num_train_tasks_per_episode]:
-                if self.exhausted:
-                    break
-                self.collect(int(i), c.num_transitions_per_episode)
+            if not self.exhausted:
+                chosen = self.rng.permutation(n_tasks)[: c.num_train_tasks_per_episode]
+                self.collect([int(i) for i in chosen], c.num_transitions_per_episode)
             if b.size == 0:
                 break
             if c.use_data_normalization:
