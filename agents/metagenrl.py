@@ -72,24 +72,33 @@ gave evaluation returns on the held-out InvertedPendulum of 4.0 for metagenrl, 2
 objective's updates disabled (``objective_lr=0``), 6.8 for the random agent and 83.4 for from_scratch
 (TD3): the learned objective did not train a fresh agent.
 
-Diagnosis (2026-11-30, issue 15). The meta-gradient itself is right (``tests/test_metagenrl.py``
-checks it against finite differences of a hand-written meta-loss, and that α reaches the meta-loss
-only through θ'). But the inner step took η = 1e-3 on the *mean* of L_α, 100 to 2000 times smaller
-than the original's (η on the sum over the batch's steps: η_eff ≈ 0.3 on the mean at ci, 2 at the
-paper's batch). With so small a step the meta-loss only sees the critic's local slope at π: the
-meta-gradient rewards making ∇θ L_α larger along whatever direction Q₁ favours there, including
-state-independent pushes (saturating the action is good in Pendulum and fatal in InvertedPendulum,
-whose returns of 2 to 4 are those of saturated actions), and never sees the step overshoot. Evidence,
-train-split and synthetic only: (a) one random 2 x 64 policy, Q₁ fitted to Q = -(a - tanh s₀)², 200
-Adam steps on α (ci sizes): with the mean step the logged meta-loss went 0.19 -> 0.12 and the alignment
-0.30 -> 0.72; with the sum step 0.82 -> 0.05 and -0.02 -> 0.93 (the stepped policy nearly reaches the
+Diagnosis (2026-11-30, issue 15). The meta-gradient itself is right (``tests/test_metagenrl.py`` checks
+it against finite differences of a hand-written meta-loss, and that α reaches the meta-loss only through
+θ'). But the inner step took η = 1e-3 on the *mean* of L_α, 100 to 2000 times smaller than the
+original's (η on the sum over the batch's steps: η_eff ≈ 0.3 on the mean at ci, 2 at the paper's batch).
+With so small a step the meta-loss only sees the critic's local slope at π: the meta-gradient can reward
+making ∇θ L_α larger along whatever direction Q₁ favours there, state-independent pushes included (a
+hypothesis: saturating the action, often good in Pendulum, is fatal in InvertedPendulum, whose returns
+of 2 to 4 look like saturated actions; not checked), and never sees the step overshoot. Evidence,
+train-split and synthetic only: (a) one random 2 x 64 policy, Q₁ fitted to Q = -(a - tanh s₀)², 200 Adam
+steps on α (ci sizes): with the mean step the logged meta-loss went 0.19 -> 0.12 and the alignment 0.30
+-> 0.72; with the sum step 0.82 -> 0.05 and -0.02 -> 0.93 (the stepped policy nearly reaches the
 critic's optimum); (b) on the ci train envs (Pendulum, Reacher) with the mean step and one objective
-update per env step, the population's alignment after 1000 steps per agent (500 of updates, policies
-following L_α) was -0.89: the policies, following L_α, had pushed past the critic's optimum. Now the
-inner step is the original's (sum). Not changed: everything else, the ci settings included.
+update per env step, the population's alignment logged after 1000 steps per agent (500 of updates,
+policies following L_α; one logged value, our own driver, run stopped there) was -0.89, as if the
+policies, following L_α, had gone past the critic's optimum. Now the inner step is the original's (sum).
+Not changed: everything else, the ci settings included.
 
-Measured after the change: the reduced-scale run was under way when this was committed; see the
-slow test's marker for the latest number.
+Measured after the change (2026-11-30, seed 0, the same reduced scale, through the harness: the slow
+test's unit, 307 CPU-seconds): the population's alignment on the train envs, logged every 1000 steps
+per agent, was 0.38, 0.71, 0.54 (before: averaged 0.28), and the Reacher agent, its policy moved by
+L_α alone from its 1000th step, improved from -64 to -16 (mean of its last 5 episodes); the Pendulum
+agent stayed at -1440. On the held-out InvertedPendulum the fresh agent scored 5.2 (5 eval episodes:
+5, 5, 5, 6, 5) against 2.0 with the objective's updates disabled (measured before; that path never
+takes the inner step) and 6.8 for the random agent: **the issue's done-when is not met**; the learned
+objective still does not train a fresh agent on the held-out env at this scale. Not tried for lack of
+CPU time (one run of this scale took 50 minutes of wall time there): more meta-gradient steps per env
+step (``objective_delay=1`` fits a ci unit's 30 minutes only just), a full ci unit, other seeds.
 
 Cost: an update (critic, and every other step the policy) takes about 17 ms and a meta-gradient about
 55 ms of CPU at ci sizes; a full ci unit (20k + 10k steps) comes to about 20 CPU-minutes, unchanged by

@@ -220,7 +220,7 @@ SMALL = {"random_steps": "500", "update_after": "500", "anneal_steps": "1000"}
     run=False,
     reason="measured 2026-11-30 (seed 0, this scale) before the inner step became the original's sum: eval "
     "return 4.0 trained vs 2.0 with objective updates disabled (random 6.8, from_scratch 83.4); after it: "
-    "not yet measured (see agents/metagenrl.py's docstring)",
+    "5.2 trained (frozen 2.0): still not learning on the held-out env (see agents/metagenrl.py's docstring)",
 )
 def test_learned_objective_beats_an_untrained_one_on_the_held_out_env(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
