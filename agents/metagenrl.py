@@ -98,7 +98,43 @@ agent stayed at -1440. On the held-out InvertedPendulum the fresh agent scored 5
 takes the inner step) and 6.8 for the random agent: **the issue's done-when is not met**; the learned
 objective still does not train a fresh agent on the held-out env at this scale. Not tried for lack of
 CPU time (one run of this scale took 50 minutes of wall time there): more meta-gradient steps per env
-step (``objective_delay=1`` fits a ci unit's 30 minutes only just), a full ci unit, other seeds.
+step (``objective_delay=1`` fits a ci unit's 30 minutes only just; since tried, (d) below), a full ci
+unit, other seeds.
+
+What the fresh agent's policy does at meta-test (2026-11-30, issue 15, seed 0; the scripts were our own
+drivers around this module's classes, not the harness, unless said). (a) Constant actions on
+InvertedPendulum-v5 (5 episodes, reset seeds 999 to 1003; env units, bounds ±3) score 25.2 for the
+action 0, 10 for ±0.3, 6.0 for 0.9 and 2.0 for the bound 3. The updates-disabled control's 2.0 is
+exactly the saturated action, and metagenrl's 5.2 lies between the scores of the constant actions 0.9
+and 3. A policy that does nothing scores well above random (6.8). (b) An objective meta-trained with
+``objective_delay=1`` for 2000 steps (1000 per agent, updates from step 500, annealing over 500 steps so
+that L_α alone moves the policies from the first update; train-env alignment 0.70, 0.30, 0.62 logged at
+500, 750 and 1000 steps per agent; 87 CPU-seconds) then trained a fresh InvertedPendulum agent for 2000
+steps (updates from step 500). Over the updates the policy collapsed to a near-constant action: the
+standard deviation of π(s) over a batch's states (normalised actions) fell from 0.32 to 0.05, and the
+mean of |π(s)| from 0.22 to 0.03. The alignment with the held-out env's own critic, logged every 250
+steps, swung between -0.85 and +0.90: a state-independent push hovering around the critic's preferred
+action, not a direction of improvement. Its evaluation return, 23.2 (16.0 in a rerun whose alignment
+logging drew from the learner's generator at other times), is the zero action's score. So a return above
+random's on InvertedPendulum does not show that the objective learned anything. A check of learning has
+to beat the best constant action (about 25) or show that π depends on the state. The objective's
+gradient *scale* is not the problem (item 3 of the issue's next steps): the policy's optimiser is Adam,
+which is invariant to it. The problem is its direction, which here is towards the replay buffer's mean
+action (the uniform random actions' mean, 0). (c) The same objective on a fresh agent of a *train* env,
+Reacher-v5 (2000 steps, updates from step 500), did the same thing: mean |π(s)| 0.49 -> 0.04, evaluation
+-12.2 on reset seeds 999 to 1003, where the zero action scores -12.4 on the same seeds (Pendulum-v1:
+-1266 over 10 seeds). So the population's Reacher gain in meta-training (-64 to -16 above) is the zero
+action's score too: dropping the control cost. The objective has learned "shrink the action". That is
+what both train critics reward locally, and it gives a positive train-env alignment, but it is not an
+improvement operator. (d) Through the harness, at the slow test's scale with ``objective_delay=1`` (a
+script calling ``prepare_suite_units`` and ``run`` as the slow test does, with its overrides plus
+``objective_delay=1``; 399 CPU-seconds for the unit, so about 24 CPU-minutes estimated for a full ci
+unit): train-env alignment 0.65, 0.50, 0.58; Pendulum -1421, -1521, -1517, Reacher -82, -12, -10;
+held-out InvertedPendulum 5.6 (5, 5, 6, 6, 6). The issue's done-when is still not met, and beating
+random alone would not meet its intent. Left to try: give the meta-gradient something other than the
+control cost to learn from, for example train envs whose critics do not favour small actions everywhere,
+the warm-up of the issue's item 2, or longer meta-training in which Pendulum's critic comes to favour
+swinging up. Also check at meta-test that std π(s) over states does not collapse.
 
 Cost: an update (critic, and every other step the policy) takes about 17 ms and a meta-gradient about
 55 ms of CPU at ci sizes; a full ci unit (20k + 10k steps) comes to about 20 CPU-minutes, unchanged by
