@@ -173,7 +173,7 @@ def estimate_minutes(plan: Plan, unit: CampaignUnit) -> tuple[float, bool]:
     or not): CPU time, or wall time in records made before it was recorded; else the plan's unit
     timeout (``measured`` False)."""
     folder = unit_record(plan, unit).parent
-    walls = []
+    costs = []
     for path in folder.glob("seed*.json"):
         try:
             record = load_record(path)
@@ -181,9 +181,9 @@ def estimate_minutes(plan: Plan, unit: CampaignUnit) -> tuple[float, bool]:
             continue
         if record["status"] == "ok" and record["run"]["tier"] == plan.tier:
             prov = record["provenance"]
-            walls.append(float(prov.get("cpu_time_s", prov["wall_time_s"])))
-    if walls:
-        return statistics.median(walls) / 60.0, True
+            costs.append(float(prov.get("cpu_time_s", prov["wall_time_s"])))
+    if costs:
+        return statistics.median(costs) / 60.0, True
     return plan.unit_timeout_minutes, False
 
 
