@@ -16,7 +16,8 @@ A leaderboard on MuJoCo and Meta-World families is many core-hours, more than on
 
 ``metabench campaign PLAN`` runs every unit that has no ok record *made by the current code* (the agent
 file, the modules it imports and its hyperparameter file, the resolved config, the tier and the budget:
-:func:`unit_state`), ``--jobs`` at a time (each in its own process), in plan order with seeds outermost, so
+:func:`unit_state`), ``--jobs`` at a time (each in its own process, with one compute thread: ``OMP_NUM_THREADS=1`` unless
+set), in plan order with seeds outermost, so
 that every agent of a group gets seed 0 before any gets seed 1. Each record is written atomically by the
 harness; ``--commit`` also re-renders the tables beside the plan and commits the record and the tables
 (only those paths), so a campaign that is stopped, or a session that ends, loses only the units in flight.
@@ -206,13 +207,29 @@ class Runner:
             "--quiet", "--force",
         ]  # fmt: skip
 
+    @staticmethod
+    def unit_env() -> dict[str, str]:
+        """The environment of a unit's process: one compute thread unless the user chose otherwise.
+
+        A unit is sized for one core, and ``--jobs`` units share the machine. torch, left to itself,
+        starts a thread per core in every unit, and agents that do not set their own count (SB3's TD3 in
+        ``from_scratch``) then oversubscribe the cores: on 2 cores beside other work, one from_scratch
+        unit took 528 CPU-seconds with torch's default threads and 25 with one thread, the same returns.
+        """
+        env = dict(os.environ)
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env.setdefault(var, "1")
+        return env
+
     def run_one(self, unit: CampaignUnit) -> None:
         if self.stopping:
             return
         t0 = time.monotonic()
         self.say(f"{time.strftime('%H:%M:%S')} start {unit.describe()}")
         # Its own process group, so that stopping the campaign stops the unit's workers too.
-        proc = subprocess.Popen(self.command(unit), start_new_session=True, stdout=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            self.command(unit), start_new_session=True, stdout=subprocess.DEVNULL, env=self.unit_env()
+        )
         with self.lock:
             self.procs.add(proc)
         try:

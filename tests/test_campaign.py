@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from metabench.campaign import load_plan, main, select, unit_record, unit_state
+from metabench.campaign import Runner, load_plan, main, select, unit_record, unit_state
 from metabench.harness import UsageError, git_state
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,3 +115,12 @@ def test_commit_mode_commits_record_and_tables(tmp_path):
     assert "README.md" in files  # the re-rendered tables went in with the record
     log = subprocess.run([*git, "log", "--format=%s"], capture_output=True, text=True, check=True).stdout
     assert "random_agent on metabench/PointNav-v0 seed 0" in log
+
+
+def test_units_run_with_one_thread_unless_the_user_chose(monkeypatch) -> None:
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    assert Runner.unit_env()["OMP_NUM_THREADS"] == "1"
+    assert Runner.unit_env()["MKL_NUM_THREADS"] == "1"
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    assert Runner.unit_env()["OMP_NUM_THREADS"] == "4"
