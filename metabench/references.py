@@ -113,7 +113,29 @@ class SuiteReference:
         return self.per_task.get(int(index))
 
 
-SUITE_REFERENCES: Mapping[str, Mapping[str, SuiteReference]] = MappingProxyType({})
+SUITE_REFERENCES: Mapping[str, Mapping[str, SuiteReference]] = MappingProxyType(
+    {
+        "suite/PendulumReacher-v0": MappingProxyType(
+            {
+                # 2026-12-07, seeds 0-4, 10 000 adaptation steps on InvertedPendulum-v5 (test env 0),
+                # 5 evaluation episodes each: the records in leaderboards/ci/records.
+                "ci": SuiteReference(
+                    per_task=MappingProxyType(
+                        {
+                            0: Reference(
+                                random=4.64,
+                                oracle=72.24,
+                                measured="2026-12-07: metabench evaluate "
+                                "agents/{random_agent,from_scratch}.py --suite suite/PendulumReacher-v0 "
+                                "--tier ci --seeds 0-4 --out leaderboards/ci/records",
+                            )
+                        }
+                    )
+                ),
+            }
+        ),
+    }
+)
 
 
 def _exact(entry_point: str, what: str) -> Mapping[str, Reference]:

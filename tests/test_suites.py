@@ -146,3 +146,19 @@ def test_leaderboard_tables_a_suite(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     (row,) = leaderboard.family_rows(fam)
     assert row.score.value == pytest.approx(np.mean(finals) / 100.0)
     assert "from_scratch 100.0000" in leaderboard.render_dir(tmp_path / "records")[f"{stem}.md"].decode()
+
+
+def test_suite_references_are_the_means_of_the_committed_records() -> None:
+    """SUITE_REFERENCES are measured, not chosen: they equal what the committed records give."""
+    from metabench.references import get_reference, measure_suites
+
+    records = Path(__file__).resolve().parent.parent / "leaderboards" / "ci" / "records"
+    measured = measure_suites(records)
+    assert measured, "no suite records committed"
+    for (suite, tier, task), values in measured.items():
+        ref = get_reference(suite, tier)
+        assert ref is not None, f"{suite} {tier} has records but no reference"
+        found = ref.for_task(task)
+        assert found is not None
+        assert found.random == pytest.approx(values["random_agent"], abs=0.005)
+        assert found.oracle == pytest.approx(values["from_scratch"], abs=0.005)
