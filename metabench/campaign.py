@@ -17,11 +17,13 @@ A leaderboard on MuJoCo and Meta-World families is many core-hours, more than on
 ``metabench campaign PLAN`` runs every unit that has no ok record *made by the current code* (the agent
 file, the modules it imports and its hyperparameter file, the resolved config, the tier and the budget:
 :func:`unit_state`), ``--jobs`` at a time (each in its own process, with one compute thread:
-``OMP_NUM_THREADS=1`` unless set), in plan order with seeds outermost, so that every agent of a group gets seed 0 before any gets seed 1. Each record is written atomically by the
-harness; ``--commit`` also re-renders the tables beside the plan and commits the record and the tables
-(only those paths), so a campaign that is stopped, or a session that ends, loses only the units in flight.
-``--dry-run`` lists what is missing and estimates the core-hours from the wall times of the records
-already there (the same agent and family, any seed), ``unit_timeout_minutes`` for the others.
+``OMP_NUM_THREADS=1`` unless set), in plan order with seeds outermost, so that every agent of a group
+gets seed 0 before any gets seed 1. Each record is written atomically by the harness; ``--commit``
+also re-renders the tables beside the plan and commits the record and the tables (only those paths),
+so a campaign that is stopped, or a session that ends, loses only the units in flight. ``--dry-run``
+lists what is missing and estimates the core-hours from the CPU times (older records: the wall times)
+of the records already there (the same agent and family, any seed), ``unit_timeout_minutes`` for the
+others.
 ``--background`` detaches it (log and pid file beside the plan); ``--stop`` ends a detached one.
 """
 
