@@ -63,7 +63,13 @@ import numpy as np
 
 from metabench import stats
 from metabench.records import RecordError, check_writable_dir, is_rerun_error, load_record, load_records
-from metabench.references import Reference, SuiteReference, get_reference
+from metabench.references import (
+    FROM_SCRATCH_AGENT,
+    RANDOM_AGENT,
+    Reference,
+    SuiteReference,
+    get_reference,
+)
 
 #: Splits in the order they are shown; the first is the leaderboard's.
 SPLITS: tuple[str, ...] = ("test", "test-ood", "train-sample")
@@ -74,6 +80,9 @@ DASH = "—"
 #: A row whose runs used less of the env-step budget than this is flagged (``BUDGET_FLAG``).
 FULL_BUDGET = 0.9
 BUDGET_FLAG = "⚠"
+#: The reference agents that meta-train on nothing by design (the random agent; on transfer suites the
+#: from-scratch learner, which learns only at meta-test): their 0 steps are not a budget shortfall.
+NO_META_TRAINING = frozenset({RANDOM_AGENT, FROM_SCRATCH_AGENT})
 
 PRIMARY_NAMES = {
     "score": "score (IQM)",
@@ -666,7 +675,10 @@ def family_table(fam: Family, rows: Sequence[Row]) -> tuple[str, str]:
         steps = DASH if not math.isfinite(r.env_steps) else f"{r.env_steps:.0f} / {r.budget:.0f}"
         if math.isfinite(r.env_steps) and r.budget > 0:
             used = r.env_steps / r.budget
-            steps += f" ({used:.0%}){' ' + BUDGET_FLAG if used < FULL_BUDGET else ''}"
+            if used == 0 and r.agent.agent in NO_META_TRAINING:
+                steps += " (none by design)"
+            else:
+                steps += f" ({used:.0%}){' ' + BUDGET_FLAG if used < FULL_BUDGET else ''}"
         cells += [steps, str(len(r.agent.runs)), str(len(r.agent.errors)), fmt(r.wall_time_s, 0)]
         md_rows.append(cells)
 
@@ -1114,7 +1126,7 @@ def render(items: Sequence[Run | ErrorRun], published: Sequence[Published] = ())
         "IQM over runs x test tasks with 95% stratified-bootstrap CIs. An agent's overall mean covers "
         "only the families it ran (the families column). Env steps: meta-training steps per run (mean) / "
         f"the family's budget; {BUDGET_FLAG} marks rows under {FULL_BUDGET:.0%} of it, not at equal budget "
-        "(random_agent does not meta-train).",
+        f"(the references {', '.join(sorted(NO_META_TRAINING))} do not meta-train: 'none by design').",
         "",
         "## Headline families",
         "",

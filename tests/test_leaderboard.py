@@ -150,6 +150,9 @@ def test_rows_show_the_budget_used_and_flag_rows_under_90_percent(records: Path,
         record = make_record("short_learner", seed, -10.0)
         record["provenance"]["env_steps_used"] = 200  # of 1000
         write(records, record)
+        reference = make_record("random_agent", seed, -20.0)
+        reference["provenance"]["env_steps_used"] = 0  # meta-trains on nothing by design: not flagged
+        write(records, reference)
     out = tmp_path / "out"
     assert leaderboard.main(str(records), str(out), check=False) == 0
     stem = "metabench__PointNav-v0__ci"
@@ -158,7 +161,9 @@ def test_rows_show_the_budget_used_and_flag_rows_under_90_percent(records: Path,
         if line.startswith("| "):
             lines.setdefault(line.split("|")[1].strip(), line)
     assert f"200 / 1000 (20%) {leaderboard.BUDGET_FLAG}" in lines["short_learner"]
-    assert "1000 / 1000 (100%) |" in lines["learner"] and leaderboard.BUDGET_FLAG not in lines["learner"]
+    assert "1000 / 1000 (100%)" in lines["learner"] and leaderboard.BUDGET_FLAG not in lines["learner"]
+    assert "0 / 1000 (none by design)" in lines["random_agent"]
+    assert leaderboard.BUDGET_FLAG not in lines["random_agent"]
     rows = read_csv(out / f"{stem}.csv")
     assert float(rows["short_learner"]["budget_used"]) == pytest.approx(0.2)
     assert f"{leaderboard.BUDGET_FLAG} marks rows under 90%" in (out / "README.md").read_text()
