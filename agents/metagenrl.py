@@ -128,18 +128,42 @@ action's score too: dropping the control cost. The objective has learned "shrink
 what both train critics reward locally, and it gives a positive train-env alignment, but it is not an
 improvement operator. (d) Through the harness, at the slow test's scale with ``objective_delay=1`` (a
 script calling ``prepare_suite_units`` and ``run`` as the slow test does, with its overrides plus
-``objective_delay=1``; 399 CPU-seconds for the unit, so about 24 CPU-minutes estimated for a full ci
-unit): train-env alignment 0.65, 0.50, 0.58; Pendulum -1421, -1521, -1517, Reacher -82, -12, -10;
-held-out InvertedPendulum 5.6 (5, 5, 6, 6, 6). The issue's done-when is still not met, and beating
-random alone would not meet its intent. Left to try: give the meta-gradient something other than the
-control cost to learn from, for example train envs whose critics do not favour small actions everywhere,
-the warm-up of the issue's item 2, or longer meta-training in which Pendulum's critic comes to favour
-swinging up. Also check at meta-test that std π(s) over states does not collapse.
+``objective_delay=1``; 399 CPU-seconds for the unit): train-env alignment 0.65, 0.50, 0.58;
+Pendulum -1421, -1521, -1517, Reacher -82, -12, -10; held-out InvertedPendulum 5.6 (5, 5, 6, 6, 6).
+The issue's done-when is still not met, and beating random alone would not meet its intent. Left to
+try: give the meta-gradient something other than the control cost to learn from, for example train envs
+whose critics do not favour small actions everywhere, the warm-up of the issue's item 2, or longer
+meta-training in which Pendulum's critic comes to favour swinging up (some of it tried since: the table
+below). Also check at meta-test that std π(s) over states does not collapse.
 
-Cost: an update (critic, and every other step the policy) takes about 17 ms and a meta-gradient about
-55 ms of CPU at ci sizes; a full ci unit (20k + 10k steps) comes to about 20 CPU-minutes, unchanged by
-the inner step. No full ci unit could be measured in the session that made the change (the machine's
-2 cores ran a campaign at raised priority: about 0.1 core per run).
+The committed ci records (``leaderboards/ci/suite__PendulumReacher-v0__ci.md``, seeds 0-4): on the
+held-out InvertedPendulum metagenrl's normalised score is about 0, the random agent's level, with
+evaluation returns of 2 to 8, a near-constant action; from_scratch (TD3) is well above.
+
+Tried on the train envs only (2026-12-07, issue 15): meta-train with the ci settings plus one change,
+then train fresh agents with the frozen objective for 10k steps on Reacher and Pendulum. Scored on 5
+evaluation episodes (reset seeds 999-1003), where the zero action scores -12.4 and -1026:
+
+========================================  ==========  ===========  =====================
+change (seed 0 unless said)               Reacher     Pendulum     std π(s) Reacher/Pend.
+========================================  ==========  ===========  =====================
+none (the ci settings)                    -9.9        -1220        0.01 / 0.09
+``inner_lr=6.25e-3`` (the paper's η·B·T)  -78.9       -1433        0.03 / 0.08
+``exploration_noise=0.3``                 -12.1       -955         0.08 / 0.16
+``exploration_noise=0.3``, seed 1         -107.2      -1452        0.00 / 0.00 (bound)
+``exploration_noise=0.5``                 -10.4       -1045        0.42 / 0.06
+4x meta-training (80k steps)              -59.1       -1490        0.00 / 0.44
+========================================  ==========  ===========  =====================
+
+None beats the zero action clearly on an env it was meta-trained on, and most collapse to a
+near-constant action. Nor did the population's returns rise over meta-training once L_α alone moved
+the policies (Pendulum -991 to -1623; Reacher -8 to -15 with noise 0.1, worse with more noise).
+At 2 agents and up to 40k steps each, the meta-gradient does not turn L_α into an improvement operator;
+the paper's 20 agents and its budget are the standard tier, which needs a Ray cluster or a GPU machine.
+
+Cost, measured on the committed ci records (seeds 0-4, CPU time with child processes): 6.1 to 7.2
+CPU-minutes a unit (20k steps of meta-training, 10k of adaptation). Meta-training for 80k steps took
+29.5 CPU-minutes, so 4x the ci budget does not fit a 30-minute unit.
 
 Randomness: each agent has its own ``np.random.Generator`` and ``torch.Generator`` from
 ``meta_train``'s seed (initial weights, exploration, replay sampling, target noise); nothing global.
