@@ -161,9 +161,10 @@ the policies (Pendulum -991 to -1623; Reacher -8 to -15 with noise 0.1, worse wi
 At 2 agents and up to 40k steps each, the meta-gradient does not turn L_α into an improvement operator;
 the paper's 20 agents and its budget are the standard tier, which needs a Ray cluster or a GPU machine.
 
-Cost, measured on the committed ci records (seeds 0-4, CPU time with child processes): 6.1 to 7.2
-CPU-minutes a unit (20k steps of meta-training, 10k of adaptation). Meta-training for 80k steps took
-29.5 CPU-minutes, so 4x the ci budget does not fit a 30-minute unit.
+Cost of a ci unit (20k steps of meta-training, 10k of adaptation; CPU time with child processes, two
+units at a time on a 2-core machine, 2026-12-07): 6.1 to 7.2 CPU-minutes over seeds 0-4, and 8.5 in a
+rerun of seeds 0 and 1 with the same code but for docstrings. Meta-training for 80k steps took 29.5
+CPU-minutes, so 4x the ci budget does not fit a 30-minute unit.
 
 Randomness: each agent has its own ``np.random.Generator`` and ``torch.Generator`` from
 ``meta_train``'s seed (initial weights, exploration, replay sampling, target noise); nothing global.
