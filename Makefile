@@ -60,8 +60,9 @@ demo: $(STAMP)
 	@sed -n '/^| agent/,/^$$/p' $(DEMO_DIR)/metabench__PointNav-v0__ci.md
 	@echo "score: 0 = random, 1 = the oracle; adaptation gain = final minus zero-shot (first episode) return."
 	@echo "Adaptation curves (return per episode of a trial): $(DEMO_DIR)/metabench__PointNav-v0__ci.png"
-	@echo "All tables: $(DEMO_DIR)/README.md. The committed ci leaderboard (every reference agent, three"
-	@echo "families, 5 seeds): leaderboards/ci/README.md"
+	@echo "All tables: $(DEMO_DIR)/README.md. The committed ci leaderboard (the reference agents on"
+	@echo "Striker, the velocity cheetahs, Meta-World's ML1-reach and the cheap families, 5 seeds):"
+	@echo "leaderboards/ci/README.md"
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 --durations=15 -q
